@@ -1,0 +1,184 @@
+# libraft, kvd, kvctl: build, test, install, local cluster.
+#
+#   make              build the libraries and programs (into $(BUILD))
+#   make check        install missing build dependencies, build, run all tests
+#   make check-asan   the same under AddressSanitizer + UBSan (build-asan/)
+#   make cluster      start a local 3-node cluster (N=5 for five)
+#   make cluster-stop / cluster-wipe
+#   make install PREFIX=/usr/local DESTDIR=
+#   make fmt          clang-format every C file
+#   make sim SEEDS=N  run N simulation seeds (long runs)
+#   make bench        print benchmark figures
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD ?= build
+CC ?= cc
+VERSION := 0.1.0
+SOVERSION := 0
+
+PKGS := libuv libprotobuf-c lmdb libisal inih check
+
+# Evaluated lazily so that `make deps` can install pkg-config first.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs libuv libprotobuf-c lmdb libisal 2>/dev/null)
+CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
+INIH_LIBS = $(shell pkg-config --libs inih 2>/dev/null)
+
+OPT ?= -O2
+WARN := -Wall -Wextra -Werror -Wno-unused-parameter -Wshadow \
+	-Wstrict-prototypes -Wmissing-prototypes
+ifeq ($(SAN),1)
+OPT := -O1
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+endif
+CPPFLAGS += -D_GNU_SOURCE -Ilib/include -Ilib/src -I$(BUILD)/gen $(EXTRA_CPPFLAGS)
+CFLAGS += -std=c11 $(OPT) -g $(WARN) -fPIC -fvisibility=hidden -MMD -MP \
+	$(SANFLAGS) $(PKG_CFLAGS)
+LDFLAGS += $(SANFLAGS)
+LDLIBS += -lpthread -lm
+
+PROTOS := $(wildcard proto/*.proto)
+PROTO_C := $(patsubst proto/%.proto,$(BUILD)/gen/proto/%.pb-c.c,$(PROTOS))
+PROTO_H := $(PROTO_C:.c=.h)
+
+LIB_SRCS := $(shell find lib/src -name '*.c' | sort)
+LIB_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS)) \
+	$(patsubst $(BUILD)/gen/%.c,$(BUILD)/obj/gen/%.o,$(PROTO_C))
+SERVER_SRCS := $(wildcard server/*.c)
+SERVER_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SERVER_SRCS))
+CLI_COMMON := $(filter-out cli/kvctl.c cli/kvbench.c,$(wildcard cli/*.c))
+CLI_COMMON_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(CLI_COMMON))
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+TEST_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
+TEST_HELPER_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(TEST_HELPERS))
+SIM_SRCS := $(wildcard tests/sim/*.c)
+SIM_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(SIM_SRCS))
+
+STATIC_LIB := $(BUILD)/lib/libraft.a
+SHARED_LIB := $(BUILD)/lib/libraft.so.$(VERSION)
+PROGRAMS :=
+ifneq ($(SERVER_SRCS),)
+PROGRAMS += $(BUILD)/bin/kvd
+endif
+ifneq ($(wildcard cli/kvctl.c),)
+PROGRAMS += $(BUILD)/bin/kvctl
+endif
+ifneq ($(wildcard cli/kvbench.c),)
+PROGRAMS += $(BUILD)/bin/kvbench
+endif
+
+.PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
+	install uninstall fmt clean bench docs tests
+.DEFAULT_GOAL := all
+
+all: $(STATIC_LIB) $(SHARED_LIB) $(PROGRAMS)
+
+deps:
+	@scripts/deps.sh
+
+# Generated protobuf-c sources: built, never committed.
+$(BUILD)/gen/proto/%.pb-c.c $(BUILD)/gen/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p $(BUILD)/gen/proto
+	protoc-c --c_out=$(BUILD)/gen $<
+
+# Every object may include generated headers.
+$(BUILD)/obj/%.o: %.c | $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(PROTO_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-missing-prototypes -c $< -o $@
+
+$(STATIC_LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(SHARED_LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-soname,libraft.so.$(SOVERSION) $(LDFLAGS) -o $@ \
+		$^ $(PKG_LIBS) $(LDLIBS)
+	ln -sf libraft.so.$(VERSION) $(BUILD)/lib/libraft.so.$(SOVERSION)
+	ln -sf libraft.so.$(SOVERSION) $(BUILD)/lib/libraft.so
+
+$(BUILD)/bin/kvd: $(SERVER_OBJS) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(INIH_LIBS) $(LDLIBS)
+
+$(BUILD)/bin/kvctl: $(BUILD)/obj/cli/kvctl.o $(CLI_COMMON_OBJS) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+$(BUILD)/bin/kvbench: $(BUILD)/obj/cli/kvbench.o $(CLI_COMMON_OBJS) \
+		$(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+# Unit tests link the static library so that they reach internals.
+$(BUILD)/tests/test_%: $(BUILD)/obj/tests/unit/test_%.o $(TEST_HELPER_OBJS) \
+		$(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS) $(LDLIBS)
+
+$(BUILD)/tests/sim: $(SIM_OBJS) $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+tests: all $(UNIT_BINS) $(if $(SIM_SRCS),$(BUILD)/tests/sim)
+
+# The README's test command: dependencies, build, every suite.
+check:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory tests
+	@BUILD=$(BUILD) tests/run.sh
+
+check-asan:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 tests
+	@BUILD=build-asan SAN=1 tests/run.sh
+
+SEEDS ?= 10000
+sim: tests
+	$(BUILD)/tests/sim --seeds $(SEEDS)
+
+N ?= 3
+cluster:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) N=$(N) scripts/cluster.sh start
+
+cluster-stop:
+	@BUILD=$(BUILD) scripts/cluster.sh stop
+
+cluster-wipe:
+	@BUILD=$(BUILD) scripts/cluster.sh wipe
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/include/libraft $(DESTDIR)$(PREFIX)/lib \
+		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 lib/include/libraft/*.h $(DESTDIR)$(PREFIX)/include/libraft
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib
+	ln -sf libraft.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libraft.so.$(SOVERSION)
+	ln -sf libraft.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libraft.so
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+		lib/libraft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libraft.pc
+	if [ -d docs/man ]; then install -d $(DESTDIR)$(PREFIX)/share/man/man1; \
+		install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1; fi
+
+fmt:
+	clang-format -i $$(find lib server cli tests -name '*.[ch]')
+
+bench: tests
+	@scripts/bench.sh
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,75 @@
+/* The key-value state machine on LMDB.
+ *
+ * One LMDB environment per node, in its own directory. Committed entries are
+ * applied in batches: one write transaction per batch, which also stores the
+ * index and term of the last entry applied, so that after a crash replay
+ * resumes exactly at applied + 1.
+ *
+ * Commands are kv.proto KvCommand messages (put, delete). Each key carries
+ * its create index, modification index and version (number of puts since
+ * creation), as etcd does, for compare-and-swap and watches later.
+ *
+ * Threads: kvsm_apply() runs on one worker thread at a time; kvsm_get() may
+ * run on any thread concurrently with it (LMDB read transactions).
+ */
+#ifndef LIBRAFT_KVSM_H
+#define LIBRAFT_KVSM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "libraft/raft.h"
+
+#define KVSM_MAX_KEY 511             /* LMDB's default key limit */
+#define KVSM_MAX_VALUE (1024 * 1024) /* 1 MiB, as etcd's default request */
+
+struct kvsm;
+
+struct kvsm_options {
+	size_t map_size;     /* initial LMDB map size; default 64 MiB */
+	size_t max_map_size; /* growth stops here; default 64 GiB */
+	bool no_sync;        /* MDB_NOSYNC; the Raft log is the durable copy */
+};
+
+/* Metadata of one key. */
+struct kvsm_meta {
+	uint64_t create_index;
+	uint64_t mod_index;
+	uint64_t version;
+};
+
+/* Outcome of one applied entry. */
+struct kvsm_result {
+	int rc;           /* RAFT_OK, RAFT_ENOTFOUND (delete of a missing key),
+			     RAFT_ETOOBIG, RAFT_EINVAL (undecodable command) */
+	uint64_t index;   /* the entry's index (the new mod_index for a put) */
+	struct kvsm_meta meta; /* the key's metadata after the command */
+};
+
+int kvsm_open(const char *dir, const struct kvsm_options *o,
+	      struct kvsm **out, char *errmsg, size_t errlen);
+void kvsm_close(struct kvsm *kv);
+
+/* Index and term of the last applied entry (0, 0 for a new store). */
+int kvsm_applied(struct kvsm *kv, raft_index *index, raft_term *term);
+
+/* Apply entries (commands and no-ops) in one write transaction. results has
+ * room for n. Entries at or below the stored applied index are skipped
+ * (their result rc is RAFT_OK, index 0). Returns RAFT_OK, or RAFT_EIO /
+ * RAFT_ENOSPC when the transaction could not commit (nothing of the batch
+ * is applied then; the map is grown first when it is merely full). */
+int kvsm_apply(struct kvsm *kv, const struct raft_entry *entries, size_t n,
+	       struct kvsm_result *results);
+
+/* Read a key. On RAFT_OK *val is a malloc'd copy (caller frees) of *val_len
+ * bytes and meta (may be NULL) is filled. RAFT_ENOTFOUND if absent. */
+int kvsm_get(struct kvsm *kv, const void *key, size_t key_len, void **val,
+	     size_t *val_len, struct kvsm_meta *meta);
+
+/* Encode commands as entry payloads (malloc'd; caller frees). */
+int kvsm_encode_put(const void *key, size_t key_len, const void *val,
+		    size_t val_len, void **out, size_t *out_len);
+int kvsm_encode_delete(const void *key, size_t key_len, void **out,
+		       size_t *out_len);
+
+#endif /* LIBRAFT_KVSM_H */

@@ -1,0 +1,83 @@
+/* The durable Raft log: segment files of checksummed records, and the
+ * term/vote metadata file, written off the loop thread with group commit.
+ *
+ * Happy path: the node calls rlog_write() on the loop thread for each batch
+ * of work the core hands out (hard state, a suffix truncation, entries). The
+ * request is queued; one worker thread takes every queued request, writes
+ * them with as few write calls as possible, makes them durable with one
+ * fdatasync (plus the metadata file's own fsync + rename + directory fsync
+ * when term or vote changed) and then calls every request's callback on the
+ * loop thread, in submission order.
+ *
+ * Failure modes: a failed write or sync fails the request with RAFT_EIO and
+ * puts the log in a failed state: every later request fails the same way
+ * (fail-stop; a sync is never retried). ENOSPC fails the request with
+ * RAFT_ENOSPC; nothing already reported durable is touched.
+ *
+ * On open: a torn record at the tail of the last segment is cut off (and
+ * reported through the open's message); a bad checksum, a gap or a bad
+ * header anywhere else returns RAFT_ECORRUPT with the file, the offset and
+ * what was expected in errmsg.
+ */
+#ifndef LIBRAFT_LOG_H
+#define LIBRAFT_LOG_H
+
+#include <uv.h>
+
+#include "libraft/raft.h"
+
+struct rlog;
+
+struct rlog_options {
+	size_t segment_size; /* bytes per segment file; default 64 MiB */
+	bool no_sync;        /* for tests and benchmarks that say so */
+};
+
+/* What the log held at open. Free with rlog_loaded_free(). */
+struct rlog_loaded {
+	raft_term term;
+	raft_id vote;
+	struct raft_entry *entries; /* every stored entry, in index order */
+	size_t n_entries;
+	char notice[256]; /* non-empty when a torn tail was cut off */
+};
+
+void rlog_loaded_free(struct rlog_loaded *l);
+
+/* Open (creating if needed) the log in dir. Blocking; called at start, before
+ * the loop runs. Errors: RAFT_EIO, RAFT_ECORRUPT, RAFT_ENOMEM, with a
+ * message in errmsg. */
+int rlog_open(uv_loop_t *loop, const char *dir, const struct rlog_options *o,
+	      struct rlog **out, struct rlog_loaded *loaded, char *errmsg,
+	      size_t errlen);
+
+struct rlog_req;
+typedef void (*rlog_cb)(struct rlog_req *req, int status);
+
+/* One persist request. The caller owns req and keeps it alive until cb. */
+struct rlog_req {
+	void *data; /* caller's */
+	bool set_hard_state;
+	raft_term term;
+	raft_id vote;
+	const struct raft_entry *entries; /* copied by rlog_write() */
+	size_t n_entries; /* entries[0].index may be <= last index: the log
+			     drops entries at and after it first */
+	rlog_cb cb;
+	/* private */
+	struct rlog_req *next;
+	void *buf;
+	size_t buf_len;
+	int status;
+};
+
+/* Queue req. Entries are encoded before this returns, so the caller may free
+ * them afterwards. cb runs on the loop thread once everything in req is
+ * durable, or with an error. Returns RAFT_OK, RAFT_ENOMEM, or the failed
+ * state's error (then cb is not called). */
+int rlog_write(struct rlog *l, struct rlog_req *req);
+
+/* Flush pending requests, stop the worker, close files. cb may be NULL. */
+void rlog_close(struct rlog *l, void (*cb)(void *arg), void *arg);
+
+#endif /* LIBRAFT_LOG_H */
