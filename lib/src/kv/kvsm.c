@@ -16,9 +16,9 @@
  *
  * Failure modes:
  * - MDB_MAP_FULL during the batch or its commit: the transaction is aborted
- *   (nothing of the batch applied), the map doubled up to max_map_size, and
- *   the whole batch retried; at the limit, RAFT_ENOSPC, still nothing
- *   applied and the store usable.
+ *   (nothing of the batch applied), the map grown (doubled, or by twice the
+ *   batch's size if more) up to max_map_size, and the whole batch retried;
+ *   at the limit, RAFT_ENOSPC, still nothing applied and the store usable.
  * - Any other failed commit (a write or sync error): RAFT_EIO or
  *   RAFT_ENOSPC, and the store refuses every later apply with that error.
  *   A failed fsync may have dropped dirty pages, so carrying on could
@@ -345,8 +345,10 @@ int kvsm_open(const char *dir, const struct kvsm_options *o, struct kvsm **out,
 		o = &defaults;
 	}
 	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-		snprintf(errmsg, errlen, "mkdir %s: %s", dir, strerror(errno));
-		return errno == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+		int err = errno;
+
+		snprintf(errmsg, errlen, "mkdir %s: %s", dir, strerror(err));
+		return err == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
 	}
 
 	kv = calloc(1, sizeof *kv);
