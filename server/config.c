@@ -12,8 +12,8 @@
 #include "config.h"
 #include "log.h"
 
-#define DEFAULT_MAX_CLIENTS	 1024
-#define DEFAULT_CLIENT_QUEUE_MB	 32
+#define DEFAULT_MAX_CLIENTS	1024
+#define DEFAULT_CLIENT_QUEUE_MB 32
 
 typedef int (*key_setter)(struct kvd_config *cfg, const char *val, char *err,
 			  size_t errlen);
@@ -25,7 +25,8 @@ struct key {
 	key_setter set;
 };
 
-/* ---- Value parsers ---------------------------------------------------------- */
+/* ---- Value parsers ----------------------------------------------------------
+ */
 
 static int parse_uint(const char *val, unsigned long long min,
 		      unsigned long long max, unsigned long long *out)
@@ -77,7 +78,8 @@ static int parse_bool(const char *val, bool *out)
 	return -1;
 }
 
-/* ---- Setters ---------------------------------------------------------------- */
+/* ---- Setters ----------------------------------------------------------------
+ */
 
 static int set_id(struct kvd_config *cfg, const char *val, char *err,
 		  size_t errlen)
@@ -164,7 +166,8 @@ static int set_peers(struct kvd_config *cfg, const char *val, char *err,
 		snprintf(m[n].addr, sizeof(m[n].addr), "%s", eq + 1);
 		for (i = 0; i < n; i++) {
 			if (m[i].id == m[n].id) {
-				snprintf(err, errlen, "member %llu appears twice",
+				snprintf(err, errlen,
+					 "member %llu appears twice",
 					 (unsigned long long)m[n].id);
 				return -1;
 			}
@@ -232,8 +235,8 @@ static int set_max_clients(struct kvd_config *cfg, const char *val, char *err,
 	return set_ticks(&cfg->max_clients, val, 1000000, err, errlen);
 }
 
-static int set_client_queue(struct kvd_config *cfg, const char *val,
-			    char *err, size_t errlen)
+static int set_client_queue(struct kvd_config *cfg, const char *val, char *err,
+			    size_t errlen)
 {
 	unsigned mb;
 
@@ -263,41 +266,75 @@ static int set_no_sync(struct kvd_config *cfg, const char *val, char *err,
 }
 
 static const struct key keys[] = {
-	{"id", "N", "this node's id, one of the ids in --peers", set_id},
-	{"data-dir", "DIR", "where the log and the store live (created if "
-			    "missing)",
-	 set_data_dir},
-	{"peer-addr", "HOST:PORT",
-	 "listen for peers here (default: this id's address in --peers)",
-	 set_peer_addr},
-	{"client-addr", "HOST:PORT", "listen for clients here (required)",
-	 set_client_addr},
-	{"peers", "ID=HOST:PORT,...", "every member and its peer address",
-	 set_peers},
-	{"tick-ms", "MS", "length of one tick (default 50)", set_tick_ms},
-	{"election-ticks", "N",
-	 "election timeout in ticks, randomized up to twice (default 10)",
-	 set_election_ticks},
-	{"heartbeat-ticks", "N", "heartbeat interval in ticks (default 1)",
-	 set_heartbeat_ticks},
-	{"log-level", "LEVEL", "debug, info, warn or error (default info)",
-	 set_log_level},
-	{"max-clients", "N", "client connections at once (default 1024)",
-	 set_max_clients},
-	{"max-client-queue-mb", "MB",
-	 "answers queued for a client that does not read them before it is "
-	 "disconnected (default 32)",
-	 set_client_queue},
-	{"unsafe-no-sync", NULL,
-	 "skip fdatasync: loses acknowledged writes on power loss "
-	 "(benchmarks only)",
-	 set_no_sync},
+    {"id", "N", "this node's id, one of the ids in --peers", set_id},
+    {"data-dir", "DIR",
+     "where the log and the store live (created if "
+     "missing)",
+     set_data_dir},
+    {"peer-addr", "HOST:PORT",
+     "listen for peers here (default: this id's address in --peers)",
+     set_peer_addr},
+    {"client-addr", "HOST:PORT", "listen for clients here (required)",
+     set_client_addr},
+    {"peers", "ID=HOST:PORT,...", "every member and its peer address",
+     set_peers},
+    {"tick-ms", "MS", "length of one tick (default 50)", set_tick_ms},
+    {"election-ticks", "N",
+     "election timeout in ticks, randomized up to twice (default 10)",
+     set_election_ticks},
+    {"heartbeat-ticks", "N", "heartbeat interval in ticks (default 1)",
+     set_heartbeat_ticks},
+    {"log-level", "LEVEL", "debug, info, warn or error (default info)",
+     set_log_level},
+    {"max-clients", "N", "client connections at once (default 1024)",
+     set_max_clients},
+    {"max-client-queue-mb", "MB",
+     "answers queued for a client that does not read them before it is "
+     "disconnected (default 32)",
+     set_client_queue},
+    {"unsafe-no-sync", NULL,
+     "skip fdatasync: loses acknowledged writes on power loss "
+     "(benchmarks only)",
+     set_no_sync},
 };
 
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 /* getopt values: keys by index from KEY_BASE, then the extra flags. */
 enum { KEY_BASE = 256, OPT_CONFIG = 512, OPT_HELP, OPT_VERSION };
+
+/* Print "  lhs  help" with help wrapped to 80 columns under column 30. */
+static void usage_line(FILE *f, const char *lhs, const char *help)
+{
+	const int col = 30, width = 80;
+	int pos;
+
+	pos = fprintf(f, "  %s", lhs);
+	while (*help != '\0') {
+		int len = 0, take = 0;
+
+		/* Take as many words as fit. */
+		while (help[len] != '\0') {
+			int w = len;
+			while (help[w] == ' ')
+				w++;
+			while (help[w] != '\0' && help[w] != ' ')
+				w++;
+			if (take > 0 && col + w > width)
+				break;
+			len = take = w;
+		}
+		if (pos >= col - 1) {
+			fputc('\n', f);
+			pos = 0;
+		}
+		fprintf(f, "%*s%.*s\n", col - pos, "", take, help);
+		pos = 0;
+		help += take;
+		while (*help == ' ')
+			help++;
+	}
+}
 
 static void usage(FILE *f)
 {
@@ -314,22 +351,21 @@ static void usage(FILE *f)
 		snprintf(lhs, sizeof(lhs), "--%s%s%s", keys[i].name,
 			 keys[i].metavar != NULL ? " " : "",
 			 keys[i].metavar != NULL ? keys[i].metavar : "");
-		fprintf(f, "  %-32s %s\n", lhs, keys[i].help);
+		usage_line(f, lhs, keys[i].help);
 	}
-	fprintf(f,
-		"  %-32s %s\n  %-32s %s\n  %-32s %s\n"
-		"\n"
-		"Example:\n"
-		"  kvd --id 1 --data-dir /var/lib/kvd --client-addr "
-		"127.0.0.1:6001 \\\n"
-		"      --peers "
-		"1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
-		"\n"
-		"SIGTERM or SIGINT shuts down cleanly. Exit codes: 0 clean "
-		"shutdown, 1 runtime\nfailure, 2 bad flags or configuration.\n",
-		"--config FILE", "read keys from an INI file first",
-		"-h, --help", "show this help", "--version",
-		"print the version");
+	usage_line(f, "--config FILE", "read keys from an INI file first");
+	usage_line(f, "-h, --help", "show this help");
+	usage_line(f, "--version", "print the version");
+	fprintf(f, "\n"
+		   "Example:\n"
+		   "  kvd --id 1 --data-dir /var/lib/kvd --client-addr "
+		   "127.0.0.1:6001 \\\n"
+		   "      --peers "
+		   "1=127.0.0.1:7001,2=127.0.0.1:7002,3=127.0.0.1:7003\n"
+		   "\n"
+		   "SIGTERM or SIGINT shuts down cleanly. Exit codes: 0 clean "
+		   "shutdown, 1 runtime\nfailure, 2 bad flags or "
+		   "configuration.\n");
 }
 
 static const struct key *key_find(const char *name)
@@ -348,7 +384,8 @@ static const struct key *key_find(const char *name)
 	return NULL;
 }
 
-/* ---- The INI file ------------------------------------------------------------ */
+/* ---- The INI file
+ * ------------------------------------------------------------ */
 
 struct ini_state {
 	struct kvd_config *cfg;
@@ -366,8 +403,9 @@ static int ini_handler_cb(void *user, const char *section, const char *name,
 	if (st->failed)
 		return 0;
 	if (section[0] != '\0' && strcmp(section, "kvd") != 0) {
-		fprintf(stderr, "kvd: %s: unknown section [%s] (keys go at "
-				"the top or under [kvd])\n",
+		fprintf(stderr,
+			"kvd: %s: unknown section [%s] (keys go at "
+			"the top or under [kvd])\n",
 			st->path, section);
 		st->failed = true;
 		return 0;
@@ -406,7 +444,8 @@ static int load_file(struct kvd_config *cfg, const char *path)
 	return rv == 0 && !st.failed ? 0 : -1;
 }
 
-/* ---- Flags ------------------------------------------------------------------- */
+/* ---- Flags
+ * ------------------------------------------------------------------- */
 
 static void build_longopts(struct option *o)
 {
@@ -414,13 +453,12 @@ static void build_longopts(struct option *o)
 
 	for (i = 0; i < N_KEYS; i++) {
 		o[i].name = keys[i].name;
-		o[i].has_arg = keys[i].metavar != NULL ? required_argument
-						       : no_argument;
+		o[i].has_arg =
+		    keys[i].metavar != NULL ? required_argument : no_argument;
 		o[i].flag = NULL;
 		o[i].val = KEY_BASE + (int)i;
 	}
-	o[i++] = (struct option){"config", required_argument, NULL,
-				 OPT_CONFIG};
+	o[i++] = (struct option){"config", required_argument, NULL, OPT_CONFIG};
 	o[i++] = (struct option){"help", no_argument, NULL, OPT_HELP};
 	o[i++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
 	o[i] = (struct option){NULL, 0, NULL, 0};
@@ -434,8 +472,7 @@ static void report_bad_flag(char **argv, int c)
 	else if (optopt != 0 && optopt < KEY_BASE)
 		fprintf(stderr, "kvd: unknown option '-%c'\n", optopt);
 	else
-		fprintf(stderr, "kvd: unknown option '%s'\n",
-			argv[optind - 1]);
+		fprintf(stderr, "kvd: unknown option '%s'\n", argv[optind - 1]);
 	fprintf(stderr, "Try 'kvd --help'.\n");
 }
 
@@ -448,18 +485,19 @@ static int validate(struct kvd_config *cfg)
 	if (cfg->id == 0 || cfg->data_dir[0] == '\0' || cfg->n_members == 0 ||
 	    cfg->client_addr[0] == '\0') {
 		fprintf(stderr, "kvd: missing %s\nTry 'kvd --help'.\n",
-			cfg->id == 0		     ? "--id"
-			: cfg->data_dir[0] == '\0'   ? "--data-dir"
-			: cfg->n_members == 0	     ? "--peers"
-						     : "--client-addr");
+			cfg->id == 0		   ? "--id"
+			: cfg->data_dir[0] == '\0' ? "--data-dir"
+			: cfg->n_members == 0	   ? "--peers"
+						   : "--client-addr");
 		return -1;
 	}
 	for (i = 0; i < cfg->n_members; i++)
 		if (cfg->members[i].id == cfg->id)
 			self = &cfg->members[i];
 	if (self == NULL) {
-		fprintf(stderr, "kvd: --id %llu is not one of the ids in "
-				"--peers\n",
+		fprintf(stderr,
+			"kvd: --id %llu is not one of the ids in "
+			"--peers\n",
 			(unsigned long long)cfg->id);
 		return -1;
 	}
@@ -468,14 +506,16 @@ static int validate(struct kvd_config *cfg)
 			 self->addr);
 	if (cfg->heartbeat_ticks != 0 && cfg->election_ticks != 0 &&
 	    cfg->heartbeat_ticks >= cfg->election_ticks) {
-		fprintf(stderr, "kvd: --heartbeat-ticks (%u) must be below "
-				"--election-ticks (%u)\n",
+		fprintf(stderr,
+			"kvd: --heartbeat-ticks (%u) must be below "
+			"--election-ticks (%u)\n",
 			cfg->heartbeat_ticks, cfg->election_ticks);
 		return -1;
 	}
 	if (strcmp(cfg->peer_addr, cfg->client_addr) == 0) {
-		fprintf(stderr, "kvd: --peer-addr and --client-addr are both "
-				"%s; they need different ports\n",
+		fprintf(stderr,
+			"kvd: --peer-addr and --client-addr are both "
+			"%s; they need different ports\n",
 			cfg->client_addr);
 		return -1;
 	}
@@ -516,8 +556,9 @@ enum kvd_config_result kvd_config_parse(int argc, char **argv,
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "kvd: unexpected argument '%s'\n"
-				"Try 'kvd --help'.\n",
+		fprintf(stderr,
+			"kvd: unexpected argument '%s'\n"
+			"Try 'kvd --help'.\n",
 			argv[optind]);
 		return KVD_CONFIG_USAGE;
 	}

@@ -14,7 +14,7 @@
 struct kvd_config {
 	raft_id id;
 	char data_dir[PATH_MAX];
-	char peer_addr[RAFT_ADDR_MAX];	 /* default: this id's entry in peers */
+	char peer_addr[RAFT_ADDR_MAX]; /* default: this id's entry in peers */
 	char client_addr[RAFT_ADDR_MAX];
 	struct raft_member members[RAFT_MAX_PEERS];
 	size_t n_members;
@@ -22,8 +22,8 @@ struct kvd_config {
 	unsigned election_ticks;  /* 0: the library's default */
 	unsigned heartbeat_ticks; /* 0: the library's default */
 	enum raft_log_level log_level;
-	unsigned max_clients;	  /* client connections at once */
-	size_t max_client_queue;  /* answer bytes queued per connection */
+	unsigned max_clients;	 /* client connections at once */
+	size_t max_client_queue; /* answer bytes queued per connection */
 	bool no_sync;
 };
 

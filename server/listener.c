@@ -30,6 +30,7 @@
  *     closing --(handle closed and no request left in the store)--> freed
  */
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +50,10 @@ struct kvd_conn {
 	uv_shutdown_t shutdown;
 	struct rframe_reader reader;
 	char remote[RAFT_ADDR_MAX];
-	unsigned refs;	  /* the handle, plus one per request in the store */
-	size_t inflight;  /* requests in the store */
+	unsigned refs;	 /* the handle, plus one per request in the store */
+	size_t inflight; /* requests in the store */
 	bool closing;
-	bool paused;	  /* reading stopped: too many requests in flight */
+	bool paused; /* reading stopped: too many requests in flight */
 	struct kvd_conn *prev, *next;
 };
 
@@ -87,7 +88,7 @@ struct kvd_listener {
 
 static void conn_abort(struct kvd_conn *conn, enum raft_log_level level,
 		       const char *reason, const char *fields, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 static void listener_maybe_free(struct kvd_listener *l);
 static void conn_process(struct kvd_conn *conn);
 static void listener_handle_closed_cb(uv_handle_t *h);
@@ -141,12 +142,14 @@ static void conn_abort(struct kvd_conn *conn, enum raft_log_level level,
 		vsnprintf(extra, sizeof(extra), fields, ap);
 		va_end(ap);
 	}
-	kvd_log(level, "closing client connection", "remote=%s reason=\"%s\"%s%s",
-		conn->remote, reason, extra[0] != '\0' ? " " : "", extra);
+	kvd_log(level, "closing client connection",
+		"remote=%s reason=\"%s\"%s%s", conn->remote, reason,
+		extra[0] != '\0' ? " " : "", extra);
 	conn_close(conn);
 }
 
-/* ---- Answers ----------------------------------------------------------------- */
+/* ---- Answers
+ * ----------------------------------------------------------------- */
 
 static void write_cb(uv_write_t *w, int status)
 {
@@ -192,16 +195,16 @@ static void conn_send(struct kvd_conn *conn, Kvpb__Response *m)
 		free(wr->buf);
 		free(wr);
 		kvd_log(RAFT_LOG_DEBUG, "client write failed",
-			"remote=%s error=\"%s\"", conn->remote, uv_strerror(rv));
+			"remote=%s error=\"%s\"", conn->remote,
+			uv_strerror(rv));
 		conn_close(conn);
 		return;
 	}
 	queued = uv_stream_get_write_queue_size((uv_stream_t *)&conn->tcp);
 	if (queued > conn->l->o.max_queue)
-		conn_abort(conn, RAFT_LOG_WARN,
-			   "client is not reading its answers",
-			   "queued_bytes=%zu limit=%zu", queued,
-			   conn->l->o.max_queue);
+		conn_abort(
+		    conn, RAFT_LOG_WARN, "client is not reading its answers",
+		    "queued_bytes=%zu limit=%zu", queued, conn->l->o.max_queue);
 	return;
 
 err_nomem:
@@ -305,7 +308,8 @@ static void write_done_cb(void *arg, int status, uint64_t index)
 	req_done(req);
 }
 
-/* ---- Requests -------------------------------------------------------------- */
+/* ---- Requests --------------------------------------------------------------
+ */
 
 static void answer_status(struct kvd_conn *conn, uint64_t id)
 {
@@ -319,7 +323,8 @@ static void answer_status(struct kvd_conn *conn, uint64_t id)
 	memset(&st, 0, sizeof(st));
 	rv = kv_store_status(conn->l->store, &st);
 	if (rv != RAFT_OK) {
-		conn_send_error(conn, id, RAFT_EUNAVAIL, "node is shutting down");
+		conn_send_error(conn, id, RAFT_EUNAVAIL,
+				"node is shutting down");
 		return;
 	}
 	ns.id = st.id;
@@ -453,7 +458,8 @@ static void handle_request(struct kvd_conn *conn, const Kvpb__Request *m)
 	}
 }
 
-/* ---- Reading --------------------------------------------------------------- */
+/* ---- Reading ---------------------------------------------------------------
+ */
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -483,8 +489,7 @@ static void conn_process(struct kvd_conn *conn)
 		m = kvpb__request__unpack(NULL, len, payload);
 		if (m == NULL) {
 			conn_abort(conn, RAFT_LOG_WARN,
-				   "request does not decode", "bytes=%zu",
-				   len);
+				   "request does not decode", "bytes=%zu", len);
 			return;
 		}
 		handle_request(conn, m);
@@ -519,7 +524,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	conn_process(conn);
 }
 
-/* ---- Accepting -------------------------------------------------------------- */
+/* ---- Accepting --------------------------------------------------------------
+ */
 
 static void remote_name(uv_tcp_t *tcp, char *out, size_t len)
 {
@@ -571,12 +577,11 @@ static void connection_cb(uv_stream_t *server, int status)
 		remote_name(&conn->tcp, conn->remote, sizeof(conn->remote));
 	if (rv != 0 || l->draining || l->n_conns >= l->o.max_clients) {
 		if (rv == 0)
-			kvd_log(RAFT_LOG_WARN, "refusing client connection",
-				"remote=%s reason=\"%s\" limit=%u",
-				conn->remote,
-				l->draining ? "shutting down"
-					    : "too many clients",
-				l->o.max_clients);
+			kvd_log(
+			    RAFT_LOG_WARN, "refusing client connection",
+			    "remote=%s reason=\"%s\" limit=%u", conn->remote,
+			    l->draining ? "shutting down" : "too many clients",
+			    l->o.max_clients);
 		uv_close((uv_handle_t *)&conn->tcp, refused_closed_cb);
 		return;
 	}
@@ -595,10 +600,11 @@ static void connection_cb(uv_stream_t *server, int status)
 			   uv_strerror(rv));
 }
 
-/* ---- Listener ---------------------------------------------------------------- */
+/* ---- Listener
+ * ---------------------------------------------------------------- */
 
-static int resolve(const char *addr, struct sockaddr_storage *ss,
-		   char *errmsg, size_t errlen)
+static int resolve(const char *addr, struct sockaddr_storage *ss, char *errmsg,
+		   size_t errlen)
 {
 	char host[RAFT_ADDR_MAX];
 	const char *colon = strrchr(addr, ':');
@@ -623,8 +629,7 @@ static int resolve(const char *addr, struct sockaddr_storage *ss,
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	rv = getaddrinfo(host[0] != '\0' ? host : NULL, colon + 1, &hints,
-			 &ai);
+	rv = getaddrinfo(host[0] != '\0' ? host : NULL, colon + 1, &hints, &ai);
 	if (rv != 0) {
 		snprintf(errmsg, errlen, "client address '%s': %s", addr,
 			 gai_strerror(rv));

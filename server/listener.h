@@ -13,18 +13,17 @@
 struct kvd_listener;
 
 struct kvd_listener_options {
-	const char *addr;	  /* "host:port" to listen on */
-	unsigned max_clients;	  /* connections at once; more are refused */
-	size_t max_queue;	  /* answer bytes queued per connection */
-	size_t max_inflight;	  /* requests in the store per connection */
+	const char *addr;     /* "host:port" to listen on */
+	unsigned max_clients; /* connections at once; more are refused */
+	size_t max_queue;     /* answer bytes queued per connection */
+	size_t max_inflight;  /* requests in the store per connection */
 };
 
 /* Bind and listen. Returns RAFT_OK, RAFT_EINVAL (bad address) or RAFT_EIO
  * (cannot listen), with errmsg. */
 int kvd_listener_start(uv_loop_t *loop, struct kv_store *store,
 		       const struct kvd_listener_options *o,
-		       struct kvd_listener **out, char *errmsg,
-		       size_t errlen);
+		       struct kvd_listener **out, char *errmsg, size_t errlen);
 
 /* Stop accepting connections and requests: requests that arrive from now on
  * are answered RAFT_EUNAVAIL ("shutting down") without touching the store.

@@ -32,7 +32,7 @@ void kvd_log_set_level(enum raft_log_level level)
 int kvd_log_parse_level(const char *s, enum raft_log_level *level)
 {
 	static const enum raft_log_level all[] = {
-		RAFT_LOG_DEBUG, RAFT_LOG_INFO, RAFT_LOG_WARN, RAFT_LOG_ERROR};
+	    RAFT_LOG_DEBUG, RAFT_LOG_INFO, RAFT_LOG_WARN, RAFT_LOG_ERROR};
 	size_t i;
 
 	for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -82,10 +82,10 @@ static void emit(enum raft_log_level level, const char *rest)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(line, sizeof(line),
-		 "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s %s\n",
-		 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-		 tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
-		 level_name(level), rest);
+		     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s %s\n",
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000,
+		     level_name(level), rest);
 	if (n < 0)
 		return;
 	if ((size_t)n >= sizeof(line)) {

@@ -82,7 +82,8 @@ static void signal_cb(uv_signal_t *h, int signum)
 	struct kvd *d = h->data;
 
 	if (d->stopping) {
-		kvd_log(RAFT_LOG_WARN, "second signal while stopping; exiting now",
+		kvd_log(RAFT_LOG_WARN,
+			"second signal while stopping; exiting now",
 			"signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
 		_exit(1);
 	}
@@ -102,8 +103,7 @@ static void watch_cb(uv_timer_t *t)
 		stop(d, 1, "the node failed on storage; see the lines above");
 }
 
-static void fill_store_config(const struct kvd_config *c,
-			      struct kv_config *kc)
+static void fill_store_config(const struct kvd_config *c, struct kv_config *kc)
 {
 	kv_config_init(kc);
 	kc->node.id = c->id;
