@@ -23,8 +23,8 @@ it_cleanup() {
 	local pid
 	for pid in "${it_pids[@]}"; do
 		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
 	done
-	wait 2>/dev/null
 	if [ "$it_failed" != 0 ] && [ -n "${IT_KEEP:-}" ]; then
 		echo "kept $IT_TMP"
 	else
@@ -124,6 +124,10 @@ leaders = [n["id"] for n in nodes if n["role"] == "leader"]
 if len(leaders) == 1 and all(n["leader"] == leaders[0] for n in nodes):
     print(leaders[0])
 '
+}
+
+have_leader() {
+	[ -n "$(leader_id)" ]
 }
 
 # wait_leader [SECONDS]: poll until a leader is agreed on; print its id.

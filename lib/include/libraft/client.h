@@ -15,7 +15,7 @@
  * there (adding the address to its endpoints if it is new) and sends the
  * request again. A refused or failed connection, or "not leader" without a
  * hint, moves to the next endpoint. Once every endpoint has failed in a
- * row, retries wait (50 ms, doubling to 1 s) until the request's deadline.
+ * row, retries wait (25 ms, doubling to 250 ms) until the request's deadline.
  *
  * Outcome of a write. A write is sent again only when it certainly did not
  * take effect: it was never written to a socket, or a node answered "not

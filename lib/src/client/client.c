@@ -37,8 +37,8 @@
 #include "net/frame.h"
 #include "proto/kv.pb-c.h"
 
-#define BACKOFF_MIN_MS 50
-#define BACKOFF_MAX_MS 1000
+#define BACKOFF_MIN_MS 25
+#define BACKOFF_MAX_MS 250
 
 /* ---- Intrusive lists ------------------------------------------------------
  */
