@@ -28,9 +28,7 @@ peers = $IT_PEERS
 tick-ms = 50
 log-level = info
 EOF
-"$KVD" --config "$IT_TMP/node1.ini" >>"$(log_of 1)" 2>&1 &
-echo $! >"$IT_TMP/node1.pid"
-it_pids+=($!)
+start_proc 1 "$KVD" --config "$IT_TMP/node1.ini"
 start_node 2
 start_node 3
 leader=$(wait_leader 10)

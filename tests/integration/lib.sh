@@ -23,8 +23,8 @@ it_cleanup() {
 	local pid
 	for pid in "${it_pids[@]}"; do
 		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
 	done
+	wait
 	if [ "$it_failed" != 0 ] && [ -n "${IT_KEEP:-}" ]; then
 		echo "kept $IT_TMP"
 	else
@@ -68,16 +68,31 @@ log_of() {
 	echo "$IT_TMP/node$1.log"
 }
 
-# start_node K [extra kvd flags...]
+# start_node K [extra kvd flags...]: node K with the test's membership.
 start_node() {
 	local k=$1
 	shift
 	# shellcheck disable=SC2086 # KVD_TIMING is a list of flags
-	"$KVD" --id "$k" --data-dir "$IT_TMP/node$k" \
+	start_proc "$k" "$KVD" --id "$k" --data-dir "$IT_TMP/node$k" \
 		--client-addr "$(client_addr "$k")" --peers "$IT_PEERS" \
-		$KVD_TIMING "$@" >>"$(log_of "$k")" 2>&1 &
-	echo $! >"$IT_TMP/node$k.pid"
-	it_pids+=($!)
+		$KVD_TIMING "$@"
+}
+
+# start_proc K CMD...: run CMD as node K, logging to nodeK.log. A subshell
+# records its exit status in nodeK.rc (so that the shell never reports a
+# killed job on the terminal).
+start_proc() {
+	local k=$1
+	shift
+	rm -f "$IT_TMP/node$k.rc" "$IT_TMP/node$k.pid"
+	(
+		"$@" >>"$(log_of "$k")" 2>&1 &
+		echo $! >"$IT_TMP/node$k.pid"
+		wait $!
+		echo $? >"$IT_TMP/node$k.rc"
+	) 2>/dev/null &
+	while [ ! -s "$IT_TMP/node$k.pid" ]; do sleep 0.01; done
+	it_pids+=("$(node_pid "$k")")
 }
 
 node_pid() {
@@ -85,18 +100,17 @@ node_pid() {
 }
 
 # stop_node K SIGNAL: signal node K and wait (up to 10 s) until it exits;
-# its exit status is left in STOP_RC (in this shell: not in a $(...)).
+# its exit status is left in STOP_RC.
 stop_node() {
 	local pid i
 	pid=$(node_pid "$1")
 	kill "-$2" "$pid" 2>/dev/null
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
+	for ((i = 0; i < 200; i++)); do
+		[ -s "$IT_TMP/node$1.rc" ] && break
 		sleep 0.05
 	done
-	wait "$pid" 2>/dev/null
 	# shellcheck disable=SC2034 # read by the tests
-	STOP_RC=$?
+	STOP_RC=$(cat "$IT_TMP/node$1.rc" 2>/dev/null)
 }
 
 kvctl() {
