@@ -14,10 +14,12 @@
  *
  * A second signal while stopping exits at once.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -123,6 +125,27 @@ static void fill_store_config(const struct kvd_config *c, struct kv_config *kc)
 	kc->node.log_data = NULL;
 }
 
+/* mkdir -p: the data directory and its missing parents. Returns 0, or -1
+ * with errno set. */
+static int make_dirs(const char *path)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
 /* Open the store and the listener. Returns an exit code, 0 to run. */
 static int start(struct kvd *d)
 {
@@ -131,6 +154,12 @@ static int start(struct kvd *d)
 	char err[512], q[600];
 	int rv;
 
+	if (make_dirs(d->cfg.data_dir) != 0) {
+		kvd_log(RAFT_LOG_ERROR, "cannot create the data directory",
+			"data_dir=%s error=\"%s\"", d->cfg.data_dir,
+			strerror(errno));
+		return 1;
+	}
 	fill_store_config(&d->cfg, &kc);
 	if (d->cfg.no_sync)
 		kvd_log(RAFT_LOG_WARN, "fdatasync disabled",
