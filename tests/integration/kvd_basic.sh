@@ -14,6 +14,14 @@ check_rc "kvd with an unknown flag exits 2" 2 "$KVD" --frobnicate
 check_rc "kvd with an id outside --peers exits 2" 2 "$KVD" --id 9 \
 	--data-dir "$IT_TMP/x" --client-addr 127.0.0.1:1 --peers "$IT_PEERS"
 check_rc "kvd --help exits 0" 0 "$KVD" --help
+printf 'id = 1\nfrobnicate = yes\n' >"$IT_TMP/bad.ini"
+check_rc "kvd with an unknown key in its config file exits 2" 2 \
+	"$KVD" --config "$IT_TMP/bad.ini"
+check_rc "kvd with a config file that does not exist exits 2" 2 \
+	"$KVD" --config "$IT_TMP/missing.ini"
+check_rc "kvd with --heartbeat-ticks not below --election-ticks exits 2" 2 \
+	"$KVD" --id 1 --data-dir "$IT_TMP/x" --client-addr 127.0.0.1:1 \
+	--peers "$IT_PEERS" --election-ticks 5 --heartbeat-ticks 5
 check_rc "kvctl with an unknown command exits 2" 2 "$KVCTL" frob
 check_rc "kvctl get without a key exits 2" 2 "$KVCTL" get
 

@@ -519,6 +519,31 @@ START_TEST(test_no_leader_anywhere_fails_unavailable_at_the_deadline)
 }
 END_TEST
 
+/* A shorter timeout set on the client applies to the requests submitted
+ * after it, which then expire before earlier ones. */
+START_TEST(test_timeout_change_applies_to_later_requests)
+{
+	uv_loop_t loop;
+	struct fake f;
+	struct outcome o[2] = {0};
+	struct kv_client *c;
+	const char *eps[1];
+
+	uv_loop_init(&loop);
+	fake_start(&f, &loop, FAKE_SILENT);
+	eps[0] = f.addr;
+	c = client_new(&loop, eps, 1, 3000);
+	ck_assert_int_eq(kv_client_get(c, "a", 1, false, outcome_cb, &o[0]), 0);
+	kv_client_set_timeout(c, 100);
+	ck_assert_int_eq(kv_client_get(c, "b", 1, false, outcome_cb, &o[1]), 0);
+	run_until(&loop, &o[1], 1);
+	ck_assert_int_eq(o[1].rc, RAFT_ETIMEDOUT);
+	ck_assert(!o[0].done);
+	teardown(&loop, c, &f, 1);
+	ck_assert_int_eq(o[0].rc, RAFT_ESHUTDOWN);
+}
+END_TEST
+
 /* Answers that come back in another order than the requests still reach
  * the request they belong to. */
 START_TEST(test_answers_out_of_order_reach_their_requests)
@@ -663,6 +688,7 @@ static Suite *client_suite(void)
 	tcase_add_test(tc, test_unanswered_write_times_out_as_unknown);
 	tcase_add_test(
 	    tc, test_no_leader_anywhere_fails_unavailable_at_the_deadline);
+	tcase_add_test(tc, test_timeout_change_applies_to_later_requests);
 	tcase_add_test(tc, test_answers_out_of_order_reach_their_requests);
 	tcase_add_test(tc, test_close_fails_inflight_requests);
 	tcase_add_test(tc, test_status_asks_only_the_named_endpoint);

@@ -160,6 +160,10 @@ RAFT_API int kv_client_status(struct kv_client *c, size_t ep, kv_client_cb cb,
 RAFT_API size_t kv_client_n_endpoints(const struct kv_client *c);
 RAFT_API const char *kv_client_endpoint(const struct kv_client *c, size_t ep);
 
+/* Deadline of requests submitted from now on, in ms (0: the default,
+ * 5000). Requests already submitted keep theirs. */
+RAFT_API void kv_client_set_timeout(struct kv_client *c, unsigned timeout_ms);
+
 /* Requests submitted and not yet called back. */
 RAFT_API size_t kv_client_inflight(const struct kv_client *c);
 

@@ -121,7 +121,8 @@ struct kvc_req {
 	enum kvc_req_state state;
 	size_t target; /* status: the endpoint asked */
 	struct kvc_frame *frame;
-	uint64_t deadline;     /* loop time, ms */
+	uint64_t deadline; /* loop time, ms */
+	unsigned timeout_ms;
 	struct kvc_conn *conn; /* while on its queued or sent list */
 	int last_rc;	       /* the last routing failure, for the message */
 	char last_err[160];
@@ -820,7 +821,7 @@ static void deadline_arm(struct kv_client *c)
 
 static void req_expire(struct kvc_req *req)
 {
-	unsigned ms = req->client->cfg.timeout_ms;
+	unsigned ms = req->timeout_ms;
 
 	if (req->state == KVC_REQ_SENT) {
 		bool unknown = req_is_write(req);
@@ -980,10 +981,11 @@ static int submit(struct kv_client *c, enum kvc_op op, size_t target,
 	req->target = target;
 	req->cb = cb;
 	req->arg = arg;
-	req->deadline = uv_now(c->loop) + c->cfg.timeout_ms;
+	req->timeout_ms = c->cfg.timeout_ms;
+	req->deadline = uv_now(c->loop) + req->timeout_ms;
 	link_init(&req->pos);
 
-	/* Deadline order; with one timeout per client this is the tail. */
+	/* Deadline order; usually the tail, as timeouts rarely change. */
 	for (pos = c->all.prev; pos != &c->all; pos = pos->prev)
 		if (KVC_CONTAINER(pos, struct kvc_req, all)->deadline <=
 		    req->deadline)
@@ -1070,6 +1072,11 @@ size_t kv_client_n_endpoints(const struct kv_client *c)
 const char *kv_client_endpoint(const struct kv_client *c, size_t ep)
 {
 	return ep < c->n_eps ? c->eps[ep].name : NULL;
+}
+
+void kv_client_set_timeout(struct kv_client *c, unsigned timeout_ms)
+{
+	c->cfg.timeout_ms = timeout_ms != 0 ? timeout_ms : 5000;
 }
 
 size_t kv_client_inflight(const struct kv_client *c)
