@@ -516,6 +516,9 @@ static void outbox_consume(struct core_outbox *o, size_t n)
 	if (n > o->n) {
 		n = o->n;
 	}
+	if (n == 0) {
+		return;
+	}
 	memmove(o->msgs, o->msgs + n, (o->n - n) * sizeof(*o->msgs));
 	o->n -= n;
 }
