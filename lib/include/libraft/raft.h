@@ -168,7 +168,9 @@ struct raft_config {
 	unsigned heartbeat_ticks; /* default 1; must be < election_ticks */
 	bool pre_vote;           /* run PreVote before an election */
 	bool check_quorum;       /* leader steps down without a quorum */
-	uint64_t seed;           /* randomness for election timeouts */
+	uint64_t seed;           /* randomness for election timeouts and
+				    read ids; give each start of a node a
+				    different seed (mix in the time) */
 	size_t max_inflight_msgs;  /* per follower; default 64 */
 	size_t max_inflight_bytes; /* per follower; default 8 MiB */
 	size_t max_msg_entries;    /* per APPEND; default 1024 */
