@@ -9,6 +9,8 @@
 #   make fmt          clang-format every C file
 #   make sim SEEDS=N  run N simulation seeds (long runs)
 #   make bench        print benchmark figures
+#   make bench-core   entries/s through three in-memory cores
+#   make mutants      build the simulation against broken cores
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -72,7 +74,7 @@ PROGRAMS += $(BUILD)/bin/kvbench
 endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
-	install uninstall fmt clean bench docs tests
+	install uninstall fmt clean bench docs tests bench-core mutants
 .DEFAULT_GOAL := all
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(PROGRAMS)
@@ -177,6 +179,12 @@ fmt:
 
 bench: tests
 	@scripts/bench.sh
+
+bench-core: $(BUILD)/tests/sim
+	$(BUILD)/tests/sim --bench
+
+mutants:
+	@BUILD=$(BUILD) SAN=$(SAN) tests/sim/mutants.sh
 
 clean:
 	rm -rf build build-asan

@@ -1,6 +1,7 @@
 /* sim: run the deterministic simulation over many seeds, or replay one.
  *
- *   sim --seeds N [--first S]   seeds S..S+N-1 (S defaults to 1)
+ *   sim --seeds N [--first S] [--stop-on-failure]
+ *                               seeds S..S+N-1 (S defaults to 1)
  *   sim --seed S [-v]           one seed, with a trace under -v
  *   sim --bench [ENTRIES]       core throughput, see sim_bench.c
  *
@@ -136,7 +137,7 @@ static bool run_seed(uint64_t seed, bool verbose, const char *argv0,
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: sim --seeds N [--first S]\n"
+	fprintf(stderr, "usage: sim --seeds N [--first S] [--stop-on-failure]\n"
 			"       sim --seed S [-v]\n"
 			"       sim --bench [ENTRIES]\n");
 }
@@ -155,7 +156,7 @@ static bool parse_u64(const char *s, uint64_t *out)
 int main(int argc, char **argv)
 {
 	uint64_t first = 1, count = 0, one = 0;
-	bool have_one = false, verbose = false;
+	bool have_one = false, verbose = false, stop = false;
 	unsigned long long passed = 0, failed = 0;
 	struct totals t = {0};
 	struct timespec a, b;
@@ -173,6 +174,8 @@ int main(int argc, char **argv)
 			   parse_u64(argv[i + 1], &one)) {
 			have_one = true;
 			i++;
+		} else if (strcmp(argv[i], "--stop-on-failure") == 0) {
+			stop = true;
 		} else if (strcmp(argv[i], "-v") == 0) {
 			verbose = true;
 		} else {
@@ -194,6 +197,9 @@ int main(int argc, char **argv)
 			passed++;
 		} else {
 			failed++;
+			if (stop) {
+				break;
+			}
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &b);
