@@ -15,7 +15,8 @@
  *   election.c: core_become_follower(), core_campaign(), core_become_leader()
  *   make every transition; each resets the election timer.
  *
- * Invariants (checked by core_invariants() in assertions):
+ * Invariants (I1-I3 and I5 checked by core_invariants() in assertions
+ * after every input; I4 asserted by core_log_append()):
  *   I1  commit <= last index of the log, applied <= commit.
  *   I2  persisted <= last index; entries through persisted are durable.
  *   I3  unstable - 1 <= last index; entries before unstable were handed to the
