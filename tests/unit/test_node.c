@@ -731,6 +731,296 @@ START_TEST(test_role_changes_are_logged)
 }
 END_TEST
 
+/* Level 1: a node with a caller-supplied state machine */
+
+/* A state machine that records commands as strings and fails on "fail". */
+struct test_fsm {
+	struct raft_fsm fsm;
+	raft_index applied;
+	uint64_t n_commands;
+};
+
+static int test_fsm_applied(struct raft_fsm *fsm, raft_index *index)
+{
+	struct test_fsm *t = fsm->data;
+
+	*index = t->applied;
+	return RAFT_OK;
+}
+
+static int test_fsm_apply(struct raft_fsm *fsm, const struct raft_entry *e,
+			  size_t n, struct raft_fsm_result *results)
+{
+	struct test_fsm *t = fsm->data;
+
+	for (size_t i = 0; i < n; i++) {
+		char *copy;
+
+		ck_assert_uint_eq(e[i].index, t->applied + 1);
+		t->applied = e[i].index;
+		if (e[i].type != RAFT_ENTRY_COMMAND) {
+			continue;
+		}
+		if (e[i].len == 4 && memcmp(e[i].data, "fail", 4) == 0) {
+			return RAFT_EIO;
+		}
+		copy = malloc(e[i].len + 1);
+		ck_assert_ptr_nonnull(copy);
+		memcpy(copy, e[i].data, e[i].len);
+		copy[e[i].len] = '\0';
+		results[i].value = ++t->n_commands;
+		results[i].ptr = copy;
+	}
+	return RAFT_OK;
+}
+
+struct solo {
+	uv_loop_t loop;
+	char dir[64];
+	struct raft_member member;
+	struct test_fsm fsm;
+	struct raft_node *node;
+	struct log_sink log;
+};
+
+static bool solo_leads(void *arg)
+{
+	struct solo *s = arg;
+	struct raft_node_status st;
+
+	raft_node_status(s->node, &st);
+	return st.role == RAFT_LEADER;
+}
+
+static void solo_start(struct solo *s, int port, bool with_log)
+{
+	struct raft_node_config cfg;
+	char errmsg[256];
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	ck_assert_int_eq(uv_loop_init(&s->loop), 0);
+	snprintf(s->dir, sizeof(s->dir), "/tmp/libraft-node-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(s->dir));
+	s->member.id = 1;
+	snprintf(s->member.addr, sizeof(s->member.addr), "127.0.0.1:%d", port);
+	s->fsm.fsm.data = &s->fsm;
+	s->fsm.fsm.applied = test_fsm_applied;
+	s->fsm.fsm.apply = test_fsm_apply;
+	raft_node_config_init(&cfg);
+	cfg.id = 1;
+	cfg.data_dir = s->dir;
+	cfg.members = &s->member;
+	cfg.n_members = 1;
+	cfg.fsm = &s->fsm.fsm;
+	if (with_log) {
+		cfg.log = log_hook;
+		cfg.log_data = &s->log;
+	}
+	rc = raft_node_start(&s->loop, &cfg, &s->node, errmsg, sizeof(errmsg));
+	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	ck_assert(run_until(&s->loop, solo_leads, s, DEADLINE_MS));
+}
+
+static void solo_stop(struct solo *s)
+{
+	struct close_wait w = {false};
+
+	raft_node_close(s->node, closed_cb, &w);
+	ck_assert(run_until(&s->loop, flag_set, &w.done, DEADLINE_MS));
+	uv_run(&s->loop, UV_RUN_NOWAIT);
+	ck_assert_int_eq(uv_loop_close(&s->loop), 0);
+	remove_dir(s->dir);
+}
+
+struct proposal_wait {
+	bool done;
+	int status;
+	raft_index index;
+	uint64_t value;
+	char text[16];
+	int *order; /* callbacks seen so far, shared */
+	int seen_at;
+};
+
+static void propose_cb(void *arg, int status, raft_index index,
+		       struct raft_fsm_result *result)
+{
+	struct proposal_wait *p = arg;
+
+	p->done = true;
+	p->status = status;
+	p->index = index;
+	p->seen_at = (*p->order)++;
+	if (status == RAFT_OK) {
+		p->value = result->value;
+		snprintf(p->text, sizeof(p->text), "%s",
+			 (const char *)result->ptr);
+		free(result->ptr);
+	} else {
+		ck_assert_ptr_null(result);
+	}
+}
+
+static bool all_done(void *arg)
+{
+	struct proposal_wait *p = arg;
+
+	for (; p->order != NULL; p++) {
+		if (!p->done) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Proposals are applied in log order and each proposer receives its own
+ * entry's result, with the pointer the state machine allocated. */
+START_TEST(test_proposers_get_their_own_results_in_order)
+{
+	static const char *cmds[] = {"a", "bb", "ccc"};
+	struct proposal_wait p[4];
+	struct solo s;
+	int order = 0;
+
+	solo_start(&s, 22200, true);
+	memset(p, 0, sizeof(p));
+	for (int i = 0; i < 3; i++) {
+		p[i].order = &order;
+		ck_assert_int_eq(raft_node_propose(s.node, cmds[i],
+						   strlen(cmds[i]), propose_cb,
+						   &p[i]),
+				 RAFT_OK);
+		ck_assert(!p[i].done);
+	}
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(p[i].status, RAFT_OK);
+		ck_assert_int_eq(p[i].seen_at, i);
+		ck_assert_uint_eq(p[i].value, (uint64_t)i + 1);
+		ck_assert_str_eq(p[i].text, cmds[i]);
+		if (i > 0) {
+			ck_assert_uint_eq(p[i].index, p[i - 1].index + 1);
+		}
+	}
+	solo_stop(&s);
+}
+END_TEST
+
+struct node_read_wait {
+	bool done;
+	int status;
+	raft_index index;
+};
+
+static void node_read_cb(void *arg, int status, raft_index index)
+{
+	struct node_read_wait *r = arg;
+
+	r->done = true;
+	r->status = status;
+	r->index = index;
+}
+
+/* A read issued after a write is acknowledged is ready at an index that
+ * includes the write. */
+START_TEST(test_read_after_write_is_ready_at_its_index)
+{
+	struct proposal_wait p[2];
+	struct node_read_wait r = {false, 0, 0};
+	struct solo s;
+	int order = 0;
+
+	solo_start(&s, 22210, true);
+	memset(p, 0, sizeof(p));
+	p[0].order = &order;
+	ck_assert_int_eq(raft_node_propose(s.node, "w", 1, propose_cb, &p[0]),
+			 RAFT_OK);
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	ck_assert_int_eq(raft_node_read(s.node, node_read_cb, &r), RAFT_OK);
+	ck_assert(!r.done);
+	ck_assert(run_until(&s.loop, flag_set, &r.done, DEADLINE_MS));
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_uint_ge(r.index, p[0].index);
+	ck_assert_uint_ge(s.fsm.applied, r.index);
+	solo_stop(&s);
+}
+END_TEST
+
+/* A state machine that fails to apply stops the node: the pending
+ * proposals fail with RAFT_EIO, later requests with RAFT_ESHUTDOWN, the
+ * status says failed, and the log hook gets an error line saying what to
+ * do. */
+START_TEST(test_apply_failure_stops_the_node)
+{
+	struct proposal_wait p[3];
+	struct node_read_wait r = {false, 0, 0};
+	struct raft_node_status st;
+	struct solo s;
+	int order = 0;
+
+	solo_start(&s, 22220, true);
+	memset(p, 0, sizeof(p));
+	p[0].order = &order;
+	p[1].order = &order;
+	ck_assert_int_eq(
+	    raft_node_propose(s.node, "fail", 4, propose_cb, &p[0]), RAFT_OK);
+	ck_assert_int_eq(
+	    raft_node_propose(s.node, "next", 4, propose_cb, &p[1]), RAFT_OK);
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	ck_assert_int_eq(p[0].status, RAFT_EIO);
+	ck_assert_int_eq(p[1].status, RAFT_EIO);
+	ck_assert_int_eq(raft_node_status(s.node, &st), RAFT_OK);
+	ck_assert(st.failed);
+	ck_assert_int_eq(raft_node_propose(s.node, "x", 1, propose_cb, &p[2]),
+			 RAFT_ESHUTDOWN);
+	ck_assert_int_eq(raft_node_read(s.node, node_read_cb, &r),
+			 RAFT_ESHUTDOWN);
+	ck_assert_ptr_nonnull(strstr(s.log.text, "3 event=fail_stop id=1 "
+						 "cause=fsm_apply"));
+	ck_assert_ptr_nonnull(strstr(s.log.text, "restart"));
+	solo_stop(&s);
+}
+END_TEST
+
+/* Without a log hook the node prints nothing: stdout and stderr stay
+ * empty through a start, a write and a close. */
+START_TEST(test_node_without_log_hook_is_silent)
+{
+	struct proposal_wait p[2];
+	struct solo s;
+	int order = 0;
+	char path[] = "/tmp/libraft-node-out-XXXXXX";
+	int fd = mkstemp(path), saved_out, saved_err;
+	off_t size;
+
+	ck_assert_int_ge(fd, 0);
+	fflush(stdout);
+	fflush(stderr);
+	saved_out = dup(1);
+	saved_err = dup(2);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	solo_start(&s, 22230, false);
+	memset(p, 0, sizeof(p));
+	p[0].order = &order;
+	ck_assert_int_eq(raft_node_propose(s.node, "q", 1, propose_cb, &p[0]),
+			 RAFT_OK);
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	solo_stop(&s);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(saved_out, 1);
+	dup2(saved_err, 2);
+	close(saved_out);
+	close(saved_err);
+	size = lseek(fd, 0, SEEK_END);
+	close(fd);
+	unlink(path);
+	ck_assert_int_eq(size, 0);
+}
+END_TEST
+
 static Suite *node_suite(void)
 {
 	Suite *s = suite_create("node");
@@ -751,6 +1041,14 @@ static Suite *node_suite(void)
 	tcase_add_test(tc,
 		       test_write_fails_with_leaderlost_when_quorum_is_lost);
 	tcase_add_test(tc, test_role_changes_are_logged);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fsm");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_proposers_get_their_own_results_in_order);
+	tcase_add_test(tc, test_read_after_write_is_ready_at_its_index);
+	tcase_add_test(tc, test_apply_failure_stops_the_node);
+	tcase_add_test(tc, test_node_without_log_hook_is_silent);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -406,6 +406,7 @@ static void answer_proposals(struct raft_node *n, struct node_apply *a)
 				n->n_pending--;
 				p->cb(p->arg, RAFT_OK, e->index,
 				      &a->results[i]);
+				a->results[i].ptr = NULL; /* the cb took it */
 				free(p);
 			} else {
 				fail_proposal(n, p, RAFT_ELEADERLOST);
