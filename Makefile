@@ -74,6 +74,7 @@ endif
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
 	install uninstall fmt clean bench docs tests bench-kv
 .DEFAULT_GOAL := all
+.SECONDARY:
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(PROGRAMS)
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -29,6 +30,7 @@ struct fx {
 	struct rlog_loaded ld;
 	char err[512];
 	size_t segment_size;
+	bool no_sync;
 };
 
 struct pending {
@@ -98,7 +100,8 @@ static void fx_init(struct fx *f, size_t segment_size)
 
 static int fx_try_open(struct fx *f)
 {
-	struct rlog_options o = {.segment_size = f->segment_size};
+	struct rlog_options o = {.segment_size = f->segment_size,
+				 .no_sync = f->no_sync};
 
 	rlog_loaded_free(&f->ld);
 	return rlog_open(&f->loop, f->dir, &o, &f->log, &f->ld, f->err,
@@ -191,6 +194,8 @@ static int fx_set_hard_state(struct fx *f, raft_term term, raft_id vote)
 static void check_loaded(const struct fx *f, raft_index first, raft_index last,
 			 raft_term (*term_of)(raft_index))
 {
+	uint8_t want[512];
+
 	ck_assert_uint_eq(f->ld.n_entries, last + 1 - first);
 	for (size_t i = 0; i < f->ld.n_entries; i++) {
 		const struct raft_entry *e = &f->ld.entries[i];
@@ -201,8 +206,9 @@ static void check_loaded(const struct fx *f, raft_index first, raft_index last,
 		ck_assert_uint_eq(e->type, RAFT_ENTRY_COMMAND);
 		ck_assert_uint_eq(e->len, payload_len(idx));
 		for (size_t j = 0; j < e->len; j++)
-			ck_assert_uint_eq(((uint8_t *)e->data)[j],
-					  payload_byte(idx, t, j));
+			want[j] = payload_byte(idx, t, j);
+		ck_assert_msg(memcmp(e->data, want, e->len) == 0,
+			      "payload of %" PRIu64 " differs", idx);
 	}
 }
 
@@ -503,9 +509,10 @@ START_TEST(test_torn_tail_at_every_byte_of_the_last_record_is_cut)
 	char name[64], path[160];
 	size_t size, offs[64], n, rec_end;
 	uint8_t *orig;
-	raft_index last = 60;
+	raft_index last = 57; /* a 10-byte payload: 42 offsets, 2 ways */
 
 	fx_init(&f, 4096);
+	f.no_sync = true; /* durability is not what is checked here */
 	fx_fill(&f, last);
 	segment_name(f.dir, false, name, sizeof(name));
 	snprintf(path, sizeof(path), "%s/%s", f.dir, name);
@@ -801,6 +808,374 @@ START_TEST(test_compaction_deletes_whole_segments_below_the_index)
 }
 END_TEST
 
+/* ---- crashes ------------------------------------------------------- */
+
+#define CRASH_SEGMENT  65536
+#define CRASH_INFLIGHT 8
+
+static raft_term crash_term(raft_index i)
+{
+	return 1 + (i - 1) / 200;
+}
+
+struct crash_child {
+	struct rlog *log;
+	struct rlog_req reqs[CRASH_INFLIGHT];
+	raft_index next;
+	raft_term stored_term;
+	int out;
+};
+
+static void crash_submit(struct crash_child *c, struct rlog_req *req);
+
+static void crash_cb(struct rlog_req *req, int status)
+{
+	struct crash_child *c = req->data;
+	char line[32];
+	int len;
+
+	if (status != RAFT_OK)
+		_exit(3);
+	len = snprintf(line, sizeof(line), "%" PRIu64 "\n",
+		       (uint64_t)req->entries[0].index + req->n_entries - 1);
+	if (write(c->out, line, (size_t)len) != len)
+		_exit(4);
+	free((void *)req->entries);
+	crash_submit(c, req);
+}
+
+/* Submit the next 1..3 entries, all of one term, with the term first. */
+static void crash_submit(struct crash_child *c, struct rlog_req *req)
+{
+	raft_term t = crash_term(c->next);
+	size_t n = 1 + c->next % 3;
+	struct raft_entry *e;
+
+	while (n > 1 && crash_term(c->next + n - 1) != t)
+		n--;
+	e = calloc(n, sizeof(*e));
+	for (size_t i = 0; i < n; i++) {
+		raft_index idx = c->next + i;
+		uint8_t *d = malloc(payload_len(idx));
+		for (size_t j = 0; j < payload_len(idx); j++)
+			d[j] = payload_byte(idx, t, j);
+		e[i] = (struct raft_entry){.term = t,
+					   .index = idx,
+					   .type = RAFT_ENTRY_COMMAND,
+					   .data = d,
+					   .len = payload_len(idx)};
+	}
+	memset(req, 0, sizeof(*req));
+	req->data = c;
+	req->cb = crash_cb;
+	req->entries = e;
+	req->n_entries = n;
+	if (t > c->stored_term) {
+		req->set_hard_state = true;
+		req->term = t;
+		req->vote = 1;
+		c->stored_term = t;
+	}
+	if (rlog_write(c->log, req) != RAFT_OK)
+		_exit(5);
+	/* Payloads were copied; the array stays for the report. */
+	for (size_t i = 0; i < n; i++)
+		free(e[i].data);
+	c->next += n;
+}
+
+/* The child: append from the end of the log forever, reporting on out
+ * every index that became durable. */
+static void crash_child_run(const char *dir, int out)
+{
+	struct rlog_options o = {.segment_size = CRASH_SEGMENT};
+	struct rlog_loaded ld;
+	struct crash_child c = {.out = out};
+	uv_loop_t loop;
+	char err[256];
+
+	uv_loop_init(&loop);
+	if (rlog_open(&loop, dir, &o, &c.log, &ld, err, sizeof(err)) != 0)
+		_exit(2);
+	c.next = ld.n_entries > 0 ? ld.entries[ld.n_entries - 1].index + 1 : 1;
+	c.stored_term = ld.term;
+	rlog_loaded_free(&ld);
+	for (int i = 0; i < CRASH_INFLIGHT; i++)
+		crash_submit(&c, &c.reqs[i]);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	_exit(6);
+}
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Read the child's reports for about run_ms, kill it with SIGKILL and
+ * return the highest index it reported durable. */
+static raft_index crash_watch(pid_t pid, int in, unsigned run_ms)
+{
+	raft_index max = 0;
+	uint64_t deadline = now_ms() + run_ms;
+	char buf[4096], line[32];
+	size_t ll = 0;
+	bool killed = false;
+	int status;
+
+	for (;;) {
+		ssize_t n;
+		if (!killed && now_ms() >= deadline) {
+			kill(pid, SIGKILL);
+			killed = true;
+		}
+		if (!killed) {
+			struct timeval tv = {0, 2000};
+			fd_set set;
+			FD_ZERO(&set);
+			FD_SET(in, &set);
+			if (select(in + 1, &set, NULL, NULL, &tv) <= 0)
+				continue;
+		}
+		n = read(in, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] != '\n') {
+				if (ll < sizeof(line) - 1)
+					line[ll++] = buf[i];
+				continue;
+			}
+			line[ll] = '\0';
+			ll = 0;
+			if (strtoull(line, NULL, 10) > max)
+				max = strtoull(line, NULL, 10);
+		}
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+		      "child ended by itself, status %d", status);
+	return max;
+}
+
+/* A writer killed with SIGKILL at random points leaves a log that opens,
+ * is a prefix of what was appended and holds everything reported
+ * durable; the term stored is never below the last entry's. */
+START_TEST(test_log_after_kill_holds_everything_reported_durable)
+{
+	struct fx f;
+	unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+
+	fx_init(&f, CRASH_SEGMENT);
+	for (int iter = 0; iter < 6; iter++) {
+		int fds[2];
+		pid_t pid;
+		raft_index durable;
+
+		ck_assert_int_eq(pipe(fds), 0);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			close(fds[0]);
+			crash_child_run(f.dir, fds[1]);
+		}
+		close(fds[1]);
+		durable = crash_watch(pid, fds[0], 40 + rand_r(&seed) % 160);
+		close(fds[0]);
+
+		fx_open(&f);
+		ck_assert_msg(f.ld.n_entries >= durable,
+			      "seed %u iter %d: %zu entries, %" PRIu64
+			      " reported durable",
+			      seed, iter, f.ld.n_entries, durable);
+		check_loaded(&f, 1, f.ld.n_entries, crash_term);
+		if (f.ld.n_entries > 0)
+			ck_assert_uint_ge(f.ld.term,
+					  crash_term(f.ld.n_entries));
+		fx_close(&f);
+	}
+	ck_assert_uint_gt(count_segments(f.dir), 1);
+	fx_done(&f);
+}
+END_TEST
+
+/* ---- failed I/O ---------------------------------------------------- */
+
+/* A failing fdatasync that first waits for the test to open the gate, so
+ * that the test can queue requests behind it. */
+static uv_mutex_t gate_mu;
+static uv_cond_t gate_cond;
+static bool gate_open;
+
+static int eio_fdatasync(int fd)
+{
+	uv_mutex_lock(&gate_mu);
+	while (!gate_open)
+		uv_cond_wait(&gate_cond, &gate_mu);
+	uv_mutex_unlock(&gate_mu);
+	errno = EIO;
+	return -1;
+}
+
+static void gate_set(bool open)
+{
+	uv_mutex_lock(&gate_mu);
+	gate_open = open;
+	uv_cond_broadcast(&gate_cond);
+	uv_mutex_unlock(&gate_mu);
+}
+
+static int enospc_fallocate(int fd, off_t off, off_t len)
+{
+	errno = ENOSPC;
+	return -1;
+}
+
+static ssize_t enospc_pwritev(int fd, const struct iovec *iov, int n, off_t off)
+{
+	errno = ENOSPC;
+	return -1;
+}
+
+/* Submit requests for entries first.. one entry each, without waiting. */
+static void submit_each(struct fx *f, raft_index first, size_t n,
+			struct rlog_req *reqs, struct pending *p, int *counter)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct raft_entry *e = make_entries(first + i, 1, 1);
+		memset(&reqs[i], 0, sizeof(reqs[i]));
+		memset(&p[i], 0, sizeof(p[i]));
+		p[i].counter = counter;
+		reqs[i].data = &p[i];
+		reqs[i].entries = e;
+		reqs[i].n_entries = 1;
+		reqs[i].cb = pending_cb;
+		ck_assert_int_eq(rlog_write(f->log, &reqs[i]), RAFT_OK);
+		free_entries(e, 1);
+	}
+}
+
+/* A failed fdatasync fails every request waiting on it with RAFT_EIO; the
+ * log stays failed even when the disk recovers; what was acknowledged
+ * before is still there after a restart. */
+START_TEST(test_failed_fdatasync_fails_requests_and_stays_failed)
+{
+	struct fx f;
+	struct rlog_req reqs[3];
+	struct pending p[3];
+	int counter = 0;
+
+	fx_init(&f, 0);
+	fx_open(&f);
+	ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
+	ck_assert_int_eq(fx_append(&f, 1, 10, 1), RAFT_OK);
+	ck_assert_ptr_null(rlog_failure(f.log));
+
+	ck_assert_int_eq(uv_mutex_init(&gate_mu), 0);
+	ck_assert_int_eq(uv_cond_init(&gate_cond), 0);
+	gate_set(false);
+	rlog_io.fdatasync = eio_fdatasync;
+	submit_each(&f, 11, 3, reqs, p, &counter);
+	gate_set(true);
+	wait_all(&f, p, 3);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(p[i].status, RAFT_EIO);
+		ck_assert_int_eq(p[i].order, i);
+	}
+	ck_assert_ptr_nonnull(rlog_failure(f.log));
+	ck_assert_msg(strstr(rlog_failure(f.log), "fdatasync") != NULL, "%s",
+		      rlog_failure(f.log));
+
+	rlog_io = rlog_io_default; /* the disk is fine again: no retry */
+	ck_assert_int_eq(fx_append(&f, 14, 1, 1), RAFT_EIO);
+	ck_assert_int_eq(fx_set_hard_state(&f, 2, 0), RAFT_EIO);
+	fx_close(&f);
+	uv_cond_destroy(&gate_cond);
+	uv_mutex_destroy(&gate_mu);
+
+	fx_open(&f);
+	ck_assert_uint_eq(f.ld.term, 1);
+	ck_assert_uint_ge(f.ld.n_entries, 10);
+	check_loaded(&f, 1, f.ld.n_entries, term_one);
+	fx_done(&f);
+}
+END_TEST
+
+/* Running out of space (when a new segment is allocated, or on a write)
+ * fails with RAFT_ENOSPC and the failed state; after a restart nothing
+ * acknowledged is lost and appends work again. */
+START_TEST(test_enospc_fails_with_enospc_and_loses_nothing_durable)
+{
+	for (int how = 0; how < 2; how++) {
+		struct fx f;
+
+		fx_init(&f, 4096);
+		fx_open(&f);
+		ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
+		ck_assert_int_eq(fx_append(&f, 1, 10, 1), RAFT_OK);
+		if (how == 0)
+			rlog_io.fallocate = enospc_fallocate;
+		else
+			rlog_io.pwritev = enospc_pwritev;
+		ck_assert_int_eq(fx_append(&f, 11, 40, 1), RAFT_ENOSPC);
+		ck_assert_msg(strstr(rlog_failure(f.log),
+				     how == 0 ? "fallocate" : "write") != NULL,
+			      "%s", rlog_failure(f.log));
+		rlog_io = rlog_io_default;
+		ck_assert_int_eq(fx_append(&f, 11, 1, 1), RAFT_ENOSPC);
+		fx_close(&f);
+
+		fx_open(&f);
+		ck_assert_uint_ge(f.ld.n_entries, 10);
+		check_loaded(&f, 1, f.ld.n_entries, term_one);
+		ck_assert_int_eq(fx_append(&f, 11, 40, 1), RAFT_OK);
+		fx_close(&f);
+		fx_open(&f);
+		check_loaded(&f, 1, 50, term_one);
+		fx_done(&f);
+	}
+}
+END_TEST
+
+/* A failed metadata write fails the request before its entries are
+ * written, so no entry is stored with a term the metadata lacks. */
+START_TEST(test_failed_metadata_write_stores_no_entry_of_the_request)
+{
+	struct fx f;
+	struct raft_entry *e;
+	struct rlog_req req = {.set_hard_state = true,
+			       .term = 5,
+			       .vote = 2,
+			       .cb = pending_cb,
+			       .n_entries = 3};
+	int counter = 0;
+	struct pending p = {.counter = &counter};
+
+	fx_init(&f, 0);
+	fx_open(&f);
+	ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
+	ck_assert_int_eq(fx_append(&f, 1, 10, 1), RAFT_OK);
+	e = make_entries(11, 3, 5);
+	req.entries = e;
+	req.data = &p;
+	rlog_io.pwritev = enospc_pwritev;
+	ck_assert_int_eq(rlog_write(f.log, &req), RAFT_OK);
+	free_entries(e, 3);
+	wait_all(&f, &p, 1);
+	ck_assert_int_eq(p.status, RAFT_ENOSPC);
+	ck_assert_msg(strstr(rlog_failure(f.log), "meta") != NULL, "%s",
+		      rlog_failure(f.log));
+	rlog_io = rlog_io_default;
+	fx_close(&f);
+	fx_open(&f);
+	ck_assert_uint_eq(f.ld.term, 1);
+	check_loaded(&f, 1, 10, term_one);
+	fx_done(&f);
+}
+END_TEST
+
 static Suite *log_suite(void)
 {
 	Suite *s = suite_create("log");
@@ -840,6 +1215,22 @@ static Suite *log_suite(void)
 	    tc, test_truncation_at_segment_starts_and_at_the_first_entry);
 	tcase_add_test(tc,
 		       test_compaction_deletes_whole_segments_below_the_index);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("crash");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc,
+		       test_log_after_kill_holds_everything_reported_durable);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("failure");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc,
+		       test_failed_fdatasync_fails_requests_and_stays_failed);
+	tcase_add_test(tc,
+		       test_enospc_fails_with_enospc_and_loses_nothing_durable);
+	tcase_add_test(
+	    tc, test_failed_metadata_write_stores_no_entry_of_the_request);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -58,6 +58,7 @@ struct fixture {
 	size_t n_members;
 	struct tnode nodes[MAX_NODES + 1]; /* by id */
 	unsigned reconnect_max_ms;
+	unsigned handshake_timeout_ms;
 	size_t max_queue_bytes;
 	size_t max_frame;
 	uint64_t cluster_id;
@@ -194,6 +195,7 @@ static void node_start(struct fixture *f, raft_id id)
 	o.max_queue_bytes = f->max_queue_bytes;
 	o.reconnect_min_ms = 5;
 	o.reconnect_max_ms = f->reconnect_max_ms;
+	o.handshake_timeout_ms = f->handshake_timeout_ms;
 	o.seed = id;
 	o.log = on_log;
 	o.log_data = t;
@@ -243,6 +245,8 @@ static void fx_fini(struct fixture *f)
 
 	for (i = 1; i <= MAX_NODES; i++) {
 		node_stop(f, i);
+		if (getenv("TEST_NET_LOG") != NULL && f->nodes[i].log_len > 0)
+			fprintf(stderr, "--- node %zu\n%s", i, f->nodes[i].log);
 		got_free(&f->nodes[i]);
 	}
 	uv_close((uv_handle_t *)&f->tick, NULL);
@@ -356,6 +360,25 @@ static Raftpb__Handshake *raw_answer(struct raw *r)
 	ck_assert(raw_has_frame(r));
 	return raftpb__handshake__unpack(NULL, rframe_header_get(r->in),
 					 r->in + RFRAME_HEADER);
+}
+
+/* A listening socket the test drives by hand; its address goes into
+ * members[idx]. Returns the descriptor (non-blocking). */
+static int raw_listen(struct fixture *f, size_t idx)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t salen = sizeof(sa);
+	int lfd, one = 1;
+
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 4), 0);
+	getsockname(lfd, (struct sockaddr *)&sa, &salen);
+	snprintf(f->members[idx].addr, sizeof(f->members[idx].addr),
+		 "127.0.0.1:%d", ntohs(sa.sin_port));
+	return lfd;
 }
 
 /* Node 2 still gets messages through from node 1 (and back). */
@@ -565,8 +588,8 @@ START_TEST(test_transport_of_other_cluster_is_refused_and_logged_once)
 		    log_count(&f.nodes[2], "reason=\"wrong cluster id\"") >= 5);
 	ck_assert_int_ge(log_count(&f.nodes[2], "reason=\"wrong cluster id\""),
 			 5);
-	ck_assert_int_eq(log_count(&f.nodes[2], "msg=\"peer refused "
-						"connection\" peer=1"),
+	ck_assert_int_eq(log_count(&f.nodes[2], "msg=\"peer handshake "
+						"failed\" peer=1"),
 			 1);
 	ck_assert(!f.nodes[2].up[1] && !f.nodes[1].up[2]);
 	ck_assert_int_eq(f.nodes[2].n_up, 0);
@@ -725,29 +748,19 @@ END_TEST
 START_TEST(test_queue_to_stalled_peer_stays_within_bound)
 {
 	struct fixture f;
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t salen = sizeof(sa);
 	Raftpb__Handshake hs = RAFTPB__HANDSHAKE__INIT;
 	uint8_t payload[16384];
 	struct raft_entry e = {1, 1, RAFT_ENTRY_COMMAND, payload,
 			       sizeof(payload)};
 	struct raft_msg m = heartbeat(1, 2, 0);
 	struct raw r = {.fd = -1};
-	int lfd, one = 1, busy = 0, sent = 0;
+	int lfd, busy = 0, sent = 0;
 	size_t bound = 256 * 1024, max_seen = 0;
 
 	memset(payload, 1, sizeof(payload));
 	fx_init(&f, 2);
 	f.max_queue_bytes = bound;
-	/* A listener for "node 2" that the test drives by hand. */
-	lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(lfd, 4), 0);
-	getsockname(lfd, (struct sockaddr *)&sa, &salen);
-	snprintf(f.members[1].addr, sizeof(f.members[1].addr), "127.0.0.1:%d",
-		 ntohs(sa.sin_port));
+	lfd = raw_listen(&f, 1); /* "node 2" */
 	node_start(&f, 1);
 
 	WAIT_FOR(&f, (r.fd = accept(lfd, NULL, NULL)) >= 0);
@@ -834,6 +847,77 @@ START_TEST(test_close_from_inside_recv_callback)
 }
 END_TEST
 
+/* Inbound connections that never send a handshake are closed after the
+ * handshake timeout; beyond RNET_MAX_UNHANDSHAKEN of them, new ones are
+ * closed at once. The good peer is served throughout. */
+START_TEST(test_silent_connections_are_closed)
+{
+	enum { N = RNET_MAX_UNHANDSHAKEN + 6 };
+	static struct raw r[N];
+	struct fixture f;
+	int i, open;
+
+	fx_init(&f, 3);
+	f.handshake_timeout_ms = 300;
+	node_start(&f, 1);
+	node_start(&f, 2);
+	WAIT_FOR(&f, connected_pair(&f, 1, 2));
+	for (i = 0; i < N; i++)
+		raw_connect(&r[i], f.members[0].addr);
+	WAIT_FOR(&f, log_count(&f.nodes[1], "awaiting a handshake") == 6);
+	ck_assert_int_eq(log_count(&f.nodes[1], "awaiting a handshake"), 6);
+	assert_still_serving(&f, 10);
+	for (i = 0, open = 0; i < N; i++)
+		open += !raw_poll(&r[i]);
+	ck_assert_int_eq(open, RNET_MAX_UNHANDSHAKEN);
+
+	WAIT_FOR(&f, log_count(&f.nodes[1], "handshake timed out") ==
+			 RNET_MAX_UNHANDSHAKEN);
+	ck_assert_int_eq(log_count(&f.nodes[1], "handshake timed out"),
+			 RNET_MAX_UNHANDSHAKEN);
+	for (i = 0; i < N; i++) {
+		WAIT_FOR(&f, raw_poll(&r[i]));
+		ck_assert(r[i].eof);
+		raw_close(&r[i]);
+	}
+	assert_still_serving(&f, 20);
+	ck_assert_int_eq(f.nodes[2].n_down, 0);
+	fx_fini(&f);
+}
+END_TEST
+
+/* A dial answered by a listener that never completes the handshake is
+ * abandoned after the handshake timeout, logged once, and retried. */
+START_TEST(test_dial_to_silent_listener_times_out_and_retries)
+{
+	struct fixture f;
+	struct raw r1 = {.fd = -1}, r2 = {.fd = -1};
+	int lfd;
+
+	fx_init(&f, 2);
+	f.handshake_timeout_ms = 100;
+	lfd = raw_listen(&f, 1);
+	node_start(&f, 1);
+	WAIT_FOR(&f, (r1.fd = accept(lfd, NULL, NULL)) >= 0);
+	ck_assert_int_ge(r1.fd, 0);
+	WAIT_FOR(&f, raw_poll(&r1));
+	ck_assert(r1.eof);
+	ck_assert_int_eq(log_count(&f.nodes[1], "msg=\"peer handshake "
+						"failed\" peer=2 addr="),
+			 1);
+	ck_assert_int_eq(log_count(&f.nodes[1], "reason=\"no handshake "
+						"answer\""),
+			 1);
+	WAIT_FOR(&f, (r2.fd = accept(lfd, NULL, NULL)) >= 0);
+	ck_assert_int_ge(r2.fd, 0);
+	ck_assert_int_eq(f.nodes[1].n_up, 0);
+	fx_fini(&f);
+	raw_close(&r1);
+	raw_close(&r2);
+	close(lfd);
+}
+END_TEST
+
 /* Bad options are refused with a message; a busy address is an I/O error. */
 START_TEST(test_start_refuses_bad_options)
 {
@@ -890,6 +974,8 @@ static Suite *net_suite(void)
 	tcase_add_test(tc, test_queue_to_stalled_peer_stays_within_bound);
 	tcase_add_test(tc, test_message_above_max_frame_is_too_big);
 	tcase_add_test(tc, test_close_from_inside_recv_callback);
+	tcase_add_test(tc, test_silent_connections_are_closed);
+	tcase_add_test(tc, test_dial_to_silent_listener_times_out_and_retries);
 	tcase_add_test(tc, test_start_refuses_bad_options);
 	suite_add_tcase(s, tc);
 	return s;

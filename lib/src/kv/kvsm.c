@@ -16,9 +16,9 @@
  *
  * Failure modes:
  * - MDB_MAP_FULL during the batch or its commit: the transaction is aborted
- *   (nothing of the batch applied), the map doubled up to max_map_size, and
- *   the whole batch retried; at the limit, RAFT_ENOSPC, still nothing
- *   applied and the store usable.
+ *   (nothing of the batch applied), the map grown (doubled, or by twice the
+ *   batch's size if more) up to max_map_size, and the whole batch retried;
+ *   at the limit, RAFT_ENOSPC, still nothing applied and the store usable.
  * - Any other failed commit (a write or sync error): RAFT_EIO or
  *   RAFT_ENOSPC, and the store refuses every later apply with that error.
  *   A failed fsync may have dropped dirty pages, so carrying on could
@@ -345,8 +345,10 @@ int kvsm_open(const char *dir, const struct kvsm_options *o, struct kvsm **out,
 		o = &defaults;
 	}
 	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-		snprintf(errmsg, errlen, "mkdir %s: %s", dir, strerror(errno));
-		return errno == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+		int err = errno;
+
+		snprintf(errmsg, errlen, "mkdir %s: %s", dir, strerror(err));
+		return err == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
 	}
 
 	kv = calloc(1, sizeof *kv);
@@ -405,7 +407,10 @@ void kvsm_close(struct kvsm *kv)
 }
 
 /* Begin a read transaction; on success resize_lock is held shared until
- * kvsm_read_end(). */
+ * kvsm_read_end().
+ *
+ * TODO(kv): each read begins a transaction and takes a reader slot; per
+ * thread mdb_txn_reset()/mdb_txn_renew() would be cheaper for hot reads. */
 static int kvsm_read_begin(struct kvsm *kv, MDB_txn **txn)
 {
 	int rc;
@@ -567,6 +572,9 @@ static int kvsm_apply_entry(struct kvsm *kv, MDB_txn *txn,
 	if (e->type != RAFT_ENTRY_COMMAND) {
 		return 0;
 	}
+	/* TODO(kv): protobuf-c copies the value out of the payload, and the
+	 * put copies it again into the map; a decoder that points into the
+	 * payload would save one copy per put (matters for large values). */
 	cmd = kvcmd__kv_command__unpack(&alloc, e->len, e->data);
 	if (cmd == NULL) {
 		if (st.failed) {
