@@ -87,6 +87,7 @@ struct cluster {
 	struct raft_member members[N_NODES];
 	struct kv_store *stores[N_NODES];
 	struct log_sink logs[N_NODES];
+	unsigned read_timeout_ms; /* 0: the default */
 };
 
 static void make_members(struct cluster *c)
@@ -110,6 +111,7 @@ static void store_config(struct cluster *c, size_t i, struct kv_config *cfg)
 	cfg->node.n_members = c->n;
 	cfg->node.log = log_hook;
 	cfg->node.log_data = &c->logs[i];
+	cfg->node.read_timeout_ms = c->read_timeout_ms;
 	cfg->map_size = 1 << 20;
 }
 
@@ -731,6 +733,118 @@ START_TEST(test_role_changes_are_logged)
 }
 END_TEST
 
+struct burst {
+	struct write_wait w[300];
+	size_t n_done;
+	uint64_t last_index;
+	bool in_order;
+};
+
+struct burst_item {
+	struct burst *b;
+	size_t i;
+};
+
+static void burst_cb(void *arg, int status, uint64_t index)
+{
+	struct burst_item *it = arg;
+	struct burst *b = it->b;
+
+	write_cb(&b->w[it->i], status, index);
+	if (it->i != b->n_done || index <= b->last_index) {
+		b->in_order = false;
+	}
+	b->last_index = index;
+	b->n_done++;
+}
+
+static bool burst_done(void *arg)
+{
+	struct burst *b = arg;
+
+	return b->n_done == sizeof(b->w) / sizeof(b->w[0]);
+}
+
+/* Writes issued together are batched, acknowledged in the order they were
+ * issued at increasing indexes, and all of them reach the followers. */
+START_TEST(test_burst_of_writes_is_acknowledged_in_order)
+{
+	static struct burst b;
+	static struct burst_item items[300];
+	struct cluster c;
+	struct read_wait r;
+	char key[32];
+	size_t n = sizeof(b.w) / sizeof(b.w[0]);
+	int l;
+
+	cluster_start(&c, 3, 22120);
+	l = wait_leader(&c);
+	memset(&b, 0, sizeof(b));
+	b.in_order = true;
+	for (size_t i = 0; i < n; i++) {
+		items[i].b = &b;
+		items[i].i = i;
+		snprintf(key, sizeof(key), "key-%zu", i);
+		ck_assert_int_eq(kv_store_put(c.stores[l], key, strlen(key),
+					      key, strlen(key), burst_cb,
+					      &items[i]),
+				 RAFT_OK);
+	}
+	ck_assert(run_until(&c.loop, burst_done, &b, DEADLINE_MS));
+	ck_assert(b.in_order);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_int_eq(b.w[i].status, RAFT_OK);
+	}
+	r = get_sync(&c, ((size_t)l + 1) % c.n, "key-299", false);
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_str_eq(r.val, "key-299");
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A node cut off from the rest still serves serializable reads of what it
+ * applied, while a linearizable read fails instead of hanging. */
+START_TEST(test_isolated_node_serves_only_serializable_reads)
+{
+	struct cluster c;
+	struct write_wait w;
+	struct read_wait r;
+	size_t f;
+	int l, rc;
+
+	cluster_init(&c, 3, 22130);
+	c.read_timeout_ms = 1000;
+	for (size_t i = 0; i < c.n; i++) {
+		open_store(&c, i);
+	}
+	l = wait_leader(&c);
+	w = put_sync(&c, (size_t)l, "k", "v");
+	ck_assert_int_eq(w.status, RAFT_OK);
+	f = ((size_t)l + 1) % c.n;
+	wait_applied(&c, f, w.index);
+	for (size_t i = 0; i < c.n; i++) {
+		if (i != f) {
+			close_store(&c, i);
+		}
+	}
+	r = get_sync(&c, f, "k", true);
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_str_eq(r.val, "v");
+
+	memset(&r, 0, sizeof(r));
+	rc = kv_store_get(c.stores[f], "k", 1, false, read_cb, &r);
+	if (rc == RAFT_OK) {
+		ck_assert(run_until(&c.loop, flag_set, &r.done, DEADLINE_MS));
+		rc = r.status;
+	}
+	ck_assert_msg(rc == RAFT_ETIMEDOUT || rc == RAFT_ELEADERLOST ||
+			  rc == RAFT_ENOTLEADER,
+		      "linearizable read without a leader: %s",
+		      raft_strerror(rc));
+	cluster_stop(&c);
+}
+END_TEST
+
 /* Level 1: a node with a caller-supplied state machine */
 
 /* A state machine that records commands as strings and fails on "fail". */
@@ -1041,6 +1155,8 @@ static Suite *node_suite(void)
 	tcase_add_test(tc,
 		       test_write_fails_with_leaderlost_when_quorum_is_lost);
 	tcase_add_test(tc, test_role_changes_are_logged);
+	tcase_add_test(tc, test_burst_of_writes_is_acknowledged_in_order);
+	tcase_add_test(tc, test_isolated_node_serves_only_serializable_reads);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fsm");

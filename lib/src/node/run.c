@@ -572,6 +572,8 @@ static const char *fail_advice(const char *what)
 
 void node_fail(struct raft_node *n, int rc, const char *what)
 {
+	const char *detail;
+
 	if (n->state != NODE_RUNNING) {
 		return;
 	}
@@ -582,11 +584,12 @@ void node_fail(struct raft_node *n, int rc, const char *what)
 	n->fail_rc = rc;
 	uv_timer_stop(&n->ticker);
 	uv_idle_stop(&n->kick);
+	detail = strcmp(what, "log_write") == 0 ? rlog_failure(n->log) : NULL;
 	node_logf(n, RAFT_LOG_ERROR,
 		  "event=fail_stop id=%llu cause=%s error=\"%s\" "
-		  "action=\"%s\"",
+		  "detail=\"%s\" action=\"%s\"",
 		  (unsigned long long)n->cfg.id, what, raft_strerror(rc),
-		  fail_advice(what));
+		  detail != NULL ? detail : "", fail_advice(what));
 	node_fail_pending(n, rc == RAFT_ENOMEM ? RAFT_EIO : rc);
 }
 
