@@ -617,6 +617,40 @@ START_TEST(test_bad_config_is_refused)
 }
 END_TEST
 
+/* A second store on a data directory in use is refused with RAFT_EBUSY
+ * and touches nothing; a store whose peer address is taken is refused
+ * with RAFT_EIO and leaves nothing open on the loop. */
+START_TEST(test_busy_data_dir_and_peer_addr_are_refused)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	char errmsg[512], other[64];
+	int rc;
+
+	cluster_init(&c, 3, 22140);
+	open_store(&c, 0);
+
+	store_config(&c, 0, &cfg);
+	cfg.node.peer_addr = "127.0.0.1:22149";
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_EBUSY);
+	ck_assert_ptr_nonnull(strstr(errmsg, "in use by another node"));
+	ck_assert_ptr_null(s);
+
+	snprintf(other, sizeof(other), "/tmp/libraft-node-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(other));
+	store_config(&c, 1, &cfg);
+	cfg.node.data_dir = other;
+	cfg.node.peer_addr = c.members[0].addr;
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_EIO);
+	ck_assert_ptr_null(s);
+	remove_dir(other);
+	cluster_stop(&c);
+}
+END_TEST
+
 /* Keys and values over their limits, empty keys and missing callbacks are
  * refused at once and nothing is proposed. */
 START_TEST(test_oversized_and_empty_requests_are_refused)
@@ -1150,6 +1184,7 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, test_restarted_cluster_keeps_its_data);
 	tcase_add_test(tc, test_restart_with_conflicting_members_is_refused);
 	tcase_add_test(tc, test_bad_config_is_refused);
+	tcase_add_test(tc, test_busy_data_dir_and_peer_addr_are_refused);
 	tcase_add_test(tc, test_oversized_and_empty_requests_are_refused);
 	tcase_add_test(tc, test_close_fails_pending_writes);
 	tcase_add_test(tc,

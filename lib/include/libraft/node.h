@@ -23,9 +23,9 @@
  *         heartbeat round --> this node applies through that index
  *         --> cb(RAFT_OK, index): the caller now reads its state machine.
  *
- * Every node stores its cluster id and member list in a small file in its
- * data directory at its first start; later starts check the configuration
- * against it.
+ * Data directory: DIR/cluster holds the cluster id and member list, written
+ * at the first start and checked by later ones; DIR/log/ the Raft log;
+ * DIR/LOCK is locked while a node uses the directory.
  */
 #ifndef LIBRAFT_NODE_H
 #define LIBRAFT_NODE_H
@@ -150,11 +150,16 @@ struct raft_node;
  *                  not below election_ticks);
  *   RAFT_EMISMATCH members or cluster_id differ from those stored at the
  *                  first start;
+ *   RAFT_EBUSY     another node (in this process or another) holds the
+ *                  data directory;
  *   RAFT_ECORRUPT  the log or the stored configuration is damaged;
  *   RAFT_EIO       the data directory or the listen address is unusable;
- *   RAFT_ENOMEM.
+ *   RAFT_ENOMEM;
+ *   or the error of fsm->applied().
  * errmsg (errlen bytes, may be NULL) then says what was wrong and what to
- * do about it. Nothing is left running on error. */
+ * do about it. Nothing is left running on error, but a log opened before
+ * the failure finishes closing on the loop: run the loop once more before
+ * uv_loop_close(). */
 RAFT_API int raft_node_start(uv_loop_t *loop,
 			     const struct raft_node_config *cfg,
 			     struct raft_node **out, char *errmsg,

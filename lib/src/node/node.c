@@ -20,10 +20,13 @@
  * share a process or a loop.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "net/transport.h"
 #include "node/node.h"
@@ -186,6 +189,42 @@ static int make_dir(const char *dir, char *errmsg, size_t errlen)
 	return RAFT_OK;
 }
 
+/* Two nodes on one data directory would corrupt the log: hold an exclusive
+ * flock() on DIR/LOCK while the node lives. flock() locks belong to the open
+ * file, so a second node in the same process is refused too, and the kernel
+ * drops the lock when a killed process's descriptors close. */
+static int lock_dir(struct raft_node *n, char *errmsg, size_t errlen)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/LOCK", n->data_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		node_errf(errmsg, errlen, "cannot open %s: %s", path,
+			  strerror(errno));
+		return RAFT_EIO;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int err = errno;
+
+		close(fd);
+		if (err == EWOULDBLOCK) {
+			node_errf(errmsg, errlen,
+				  "%s is in use by another node (%s is "
+				  "locked); stop that node or use another "
+				  "data directory",
+				  n->data_dir, path);
+			return RAFT_EBUSY;
+		}
+		node_errf(errmsg, errlen, "cannot lock %s: %s", path,
+			  strerror(err));
+		return RAFT_EIO;
+	}
+	n->lock_fd = fd;
+	return RAFT_OK;
+}
+
 /* Members of the stored cluster become the peer table; the listen address
  * defaults to this node's member address. */
 static int setup_peers(struct raft_node *n, const struct raft_node_config *cfg,
@@ -319,6 +358,9 @@ static void free_node(struct raft_node *n)
 	free(n->log_dir);
 	free(n->peer_addr);
 	free(n->client_addr);
+	if (n->lock_fd >= 0) {
+		close(n->lock_fd);
+	}
 	free(n);
 }
 
@@ -338,6 +380,7 @@ int raft_node_start(uv_loop_t *loop, const struct raft_node_config *cfg,
 		return RAFT_ENOMEM;
 	}
 	n->loop = loop;
+	n->lock_fd = -1;
 	rc = copy_config(n, cfg);
 	if (rc != RAFT_OK) {
 		goto err_node;
@@ -347,6 +390,10 @@ int raft_node_start(uv_loop_t *loop, const struct raft_node_config *cfg,
 		goto err_node;
 	}
 	rc = make_dir(n->data_dir, errmsg, errlen);
+	if (rc != RAFT_OK) {
+		goto err_node;
+	}
+	rc = lock_dir(n, errmsg, errlen);
 	if (rc != RAFT_OK) {
 		goto err_node;
 	}
