@@ -57,13 +57,12 @@ typedef uint64_t raft_index; /* log index; the first entry has index 1 */
  * negative so that a count and an error can share a return value. */
 enum raft_error {
 	RAFT_OK = 0,
-	RAFT_ENOMEM = -1, /* out of memory; nothing was changed */
-	RAFT_EINVAL = -2, /* an argument is out of range */
-	RAFT_ENOTLEADER =
-	    -3,		 /* this node is not the leader; see raft_leader() */
-	RAFT_EBUSY = -4, /* flow control: too much is in flight, retry */
+	RAFT_ENOMEM = -1,     /* out of memory; nothing was changed */
+	RAFT_EINVAL = -2,     /* an argument is out of range */
+	RAFT_ENOTLEADER = -3, /* this node is not the leader; see raft_leader() */
+	RAFT_EBUSY = -4,      /* flow control: too much is in flight, retry */
 	RAFT_ESHUTDOWN = -5,  /* the object is closing or has failed */
-	RAFT_EIO = -6,	      /* a read, write or sync failed */
+	RAFT_EIO = -6,        /* a read, write or sync failed */
 	RAFT_ECORRUPT = -7,   /* stored data failed a check */
 	RAFT_ENOSPC = -8,     /* no space left on the device */
 	RAFT_ETOOBIG = -9,    /* a key, value or message exceeds its limit */
@@ -71,10 +70,9 @@ enum raft_error {
 	RAFT_ETIMEDOUT = -11, /* the deadline passed */
 	RAFT_EPROTO = -12,    /* a peer or client broke the protocol */
 	RAFT_EMISMATCH = -13, /* configuration conflicts with stored state */
-	RAFT_ELEADERLOST =
-	    -14,	     /* leadership lost before the outcome was known */
-	RAFT_ENOTSUP = -15,  /* not supported by this build or plug-in */
-	RAFT_EUNAVAIL = -16, /* no quorum or no leader reachable */
+	RAFT_ELEADERLOST = -14, /* leadership lost before the outcome was known */
+	RAFT_ENOTSUP = -15,   /* not supported by this build or plug-in */
+	RAFT_EUNAVAIL = -16,  /* no quorum or no leader reachable */
 };
 
 /* Static text for an error code; never NULL. */
@@ -92,23 +90,23 @@ RAFT_API const char *raft_role_name(enum raft_role role);
 
 enum raft_entry_type {
 	RAFT_ENTRY_COMMAND = 1, /* opaque payload for the state machine */
-	RAFT_ENTRY_NOOP = 2,	/* appended by each new leader; no payload */
+	RAFT_ENTRY_NOOP = 2,    /* appended by each new leader; no payload */
 };
 
 struct raft_entry {
 	raft_term term;
 	raft_index index;
-	uint8_t type; /* enum raft_entry_type */
-	void *data;   /* payload; NULL when len is 0 */
+	uint8_t type;  /* enum raft_entry_type */
+	void *data;    /* payload; NULL when len is 0 */
 	size_t len;
 };
 
 enum raft_msg_type {
-	RAFT_MSG_APPEND = 1, /* AppendEntries, possibly empty (heartbeat) */
+	RAFT_MSG_APPEND = 1,     /* AppendEntries, possibly empty (heartbeat) */
 	RAFT_MSG_APPEND_RESP = 2,
-	RAFT_MSG_VOTE = 3, /* RequestVote */
+	RAFT_MSG_VOTE = 3,       /* RequestVote */
 	RAFT_MSG_VOTE_RESP = 4,
-	RAFT_MSG_PREVOTE = 5, /* PreVote: a vote that changes no state */
+	RAFT_MSG_PREVOTE = 5,    /* PreVote: a vote that changes no state */
 	RAFT_MSG_PREVOTE_RESP = 6,
 	RAFT_MSG_READ_INDEX = 7, /* follower asks the leader for a read index */
 	RAFT_MSG_READ_INDEX_RESP = 8,
@@ -155,24 +153,24 @@ struct raft_msg {
  * are reported only once the state machine has applied through index (see
  * raft_applied()). */
 struct raft_read {
-	uint64_t id;	  /* the id given to raft_read_index() */
+	uint64_t id;      /* the id given to raft_read_index() */
 	raft_index index; /* the read index */
-	int status;	  /* RAFT_OK, RAFT_ENOTLEADER or RAFT_ELEADERLOST */
+	int status;       /* RAFT_OK, RAFT_ENOTLEADER or RAFT_ELEADERLOST */
 };
 
 struct raft_config {
-	raft_id id;		   /* this node; must be in peers */
-	const raft_id *peers;	   /* voting members, including id */
-	size_t n_peers;		   /* 1..RAFT_MAX_PEERS */
-	unsigned election_ticks;   /* base election timeout; default 10 */
-	unsigned heartbeat_ticks;  /* default 1; must be < election_ticks */
-	bool pre_vote;		   /* run PreVote before an election */
-	bool check_quorum;	   /* leader steps down without a quorum */
-	uint64_t seed;		   /* randomness for election timeouts */
+	raft_id id;              /* this node; must be in peers */
+	const raft_id *peers;    /* voting members, including id */
+	size_t n_peers;          /* 1..RAFT_MAX_PEERS */
+	unsigned election_ticks; /* base election timeout; default 10 */
+	unsigned heartbeat_ticks; /* default 1; must be < election_ticks */
+	bool pre_vote;           /* run PreVote before an election */
+	bool check_quorum;       /* leader steps down without a quorum */
+	uint64_t seed;           /* randomness for election timeouts */
 	size_t max_inflight_msgs;  /* per follower; default 64 */
 	size_t max_inflight_bytes; /* per follower; default 8 MiB */
-	size_t max_msg_entries;	   /* per APPEND; default 1024 */
-	size_t max_msg_bytes;	   /* per APPEND; default 1 MiB */
+	size_t max_msg_entries;    /* per APPEND; default 1024 */
+	size_t max_msg_bytes;      /* per APPEND; default 1 MiB */
 };
 
 #define RAFT_MAX_PEERS 9
