@@ -719,7 +719,8 @@ START_TEST(test_reconnects_after_peer_restart)
 END_TEST
 
 /* Sending to a peer that is not connected drops the message at once with
- * RAFT_EUNAVAIL and queues nothing; sending to a non-peer is an error. */
+ * RAFT_EUNAVAIL and queues nothing; sending to a non-peer, or a message of
+ * no known type, is an error. */
 START_TEST(test_send_to_dead_peer_queues_nothing)
 {
 	struct fixture f;
@@ -734,6 +735,9 @@ START_TEST(test_send_to_dead_peer_queues_nothing)
 		uv_run(&f.loop, UV_RUN_NOWAIT);
 		ck_assert_uint_eq(rnet_queued_bytes(f.nodes[1].net, 2), 0);
 	}
+	m.type = 0; /* not a message type: refused before anything else */
+	ck_assert_int_eq(rnet_send(f.nodes[1].net, &m), RAFT_EINVAL);
+	m.type = RAFT_MSG_APPEND;
 	m.to = 1;
 	ck_assert_int_eq(rnet_send(f.nodes[1].net, &m), RAFT_EINVAL);
 	m.to = 9;

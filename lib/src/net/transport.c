@@ -84,6 +84,7 @@ struct peer {
 
 	unsigned backoff_ms;
 	uint64_t dialled_at;		 /* loop time the connect started */
+	const char *fail_reason;	 /* for peer_deferred_fail_cb */
 	char client_addr[RNET_ADDR_MAX]; /* "" when none advertised */
 	char refusal[128]; /* the last refusal logged, to log each once */
 };
@@ -242,7 +243,7 @@ static struct peer *find_peer(struct rnet *n, raft_id id)
 /* Copy a peer's advertised client address, if it fits and is printable. */
 static bool valid_client_addr(const char *s)
 {
-	size_t i, len = strlen(s);
+	size_t i, len = s != NULL ? strlen(s) : 0;
 
 	if (len >= RNET_ADDR_MAX)
 		return false;
@@ -422,6 +423,14 @@ static void peer_write_cb(uv_write_t *req, int status)
 	peer_flush(p);
 }
 
+static void peer_deferred_fail_cb(uv_timer_t *t)
+{
+	struct peer *p = t->data;
+
+	if (p->state == PEER_HANDSHAKING || p->state == PEER_UP)
+		peer_fail(p, RAFT_LOG_DEBUG, p->fail_reason);
+}
+
 /* Start one vectored write of everything queued, if none is running. */
 static void peer_flush(struct peer *p)
 {
@@ -435,8 +444,11 @@ static void peer_flush(struct peer *p)
 	rv = uv_write(&p->write, (uv_stream_t *)&p->tcp, p->q, (unsigned)n,
 		      peer_write_cb);
 	if (rv != 0) {
+		/* Fail from the loop, not from inside rnet_send(), so that
+		 * rnet_peer_cb never runs within a call into the transport. */
 		p->w_n = 0;
-		peer_fail(p, RAFT_LOG_DEBUG, uv_strerror(rv));
+		p->fail_reason = uv_strerror(rv);
+		uv_timer_start(&p->timer, peer_deferred_fail_cb, 0, 0);
 	}
 }
 
@@ -470,7 +482,7 @@ static void peer_handle_answer(struct peer *p, const uint8_t *buf, size_t len)
 		peer_fail(p, RAFT_LOG_WARN, "undecodable handshake answer");
 		return;
 	}
-	if (hs->error[0] != '\0') {
+	if (hs->error != NULL && hs->error[0] != '\0') {
 		snprintf(reason, sizeof(reason), "%.100s", hs->error);
 		goto refused;
 	}
@@ -495,7 +507,8 @@ static void peer_handle_answer(struct peer *p, const uint8_t *buf, size_t len)
 		goto refused;
 	}
 
-	snprintf(p->client_addr, sizeof(p->client_addr), "%s", hs->client_addr);
+	snprintf(p->client_addr, sizeof(p->client_addr), "%s",
+		 hs->client_addr != NULL ? hs->client_addr : "");
 	raftpb__handshake__free_unpacked(hs, NULL);
 	p->state = PEER_UP;
 	p->backoff_ms = n->reconnect_min_ms;
@@ -772,7 +785,8 @@ static void conn_handle_handshake(struct conn *c, const uint8_t *buf,
 	n->n_unhandshaken--;
 	c->reader.max_frame = n->max_frame;
 	p = find_peer(n, c->peer);
-	snprintf(p->client_addr, sizeof(p->client_addr), "%s", hs->client_addr);
+	snprintf(p->client_addr, sizeof(p->client_addr), "%s",
+		 hs->client_addr != NULL ? hs->client_addr : "");
 	raftpb__handshake__free_unpacked(hs, NULL);
 
 	/* A peer has one outbound connection: an older one from it is dead
@@ -936,6 +950,9 @@ static void net_accept_cb(uv_stream_t *server, int status)
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
+		/* TODO(net): libuv stops accepting until uv_accept() is
+		 * called, so running out of memory here stalls the listener;
+		 * accepting into a preallocated spare would avoid that. */
 		netlog(n, RAFT_LOG_ERROR,
 		       "msg=\"accept failed\" "
 		       "reason=\"out of memory\"");
@@ -1059,7 +1076,7 @@ static int net_check_options(const struct rnet_options *o, char *errmsg,
 		set_err(errmsg, errlen, "reconnect_min_ms > reconnect_max_ms");
 		return RAFT_EINVAL;
 	}
-	if (o->max_frame > UINT32_MAX) {
+	if (o->max_frame > UINT32_MAX - RFRAME_HEADER) {
 		set_err(errmsg, errlen, "max_frame above 4 GiB");
 		return RAFT_EINVAL;
 	}
@@ -1282,6 +1299,26 @@ static void msg_to_pb(const struct rnet *n, const struct raft_msg *m,
 	}
 }
 
+/* What a receiver would accept (see conn_handle_message). */
+static bool msg_valid(const struct raft_msg *m)
+{
+	size_t i;
+
+	if ((int)m->type < RAFT_MSG_APPEND ||
+	    (int)m->type > RAFT_MSG_TIMEOUT_NOW)
+		return false;
+	if (m->n_entries > 0 && m->entries == NULL)
+		return false;
+	for (i = 0; i < m->n_entries; i++) {
+		const struct raft_entry *e = &m->entries[i];
+		if (e->type != RAFT_ENTRY_COMMAND && e->type != RAFT_ENTRY_NOOP)
+			return false;
+		if (e->len > 0 && e->data == NULL)
+			return false;
+	}
+	return true;
+}
+
 int rnet_send(struct rnet *n, const struct raft_msg *m)
 {
 	Raftpb__Entry pe_small[8], *pp_small[8];
@@ -1296,6 +1333,8 @@ int rnet_send(struct rnet *n, const struct raft_msg *m)
 		return RAFT_ESHUTDOWN;
 	p = find_peer(n, m->to);
 	if (p == NULL)
+		return RAFT_EINVAL;
+	if (!msg_valid(m))
 		return RAFT_EINVAL;
 	if (p->state != PEER_UP)
 		return RAFT_EUNAVAIL;
