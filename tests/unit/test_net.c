@@ -496,6 +496,46 @@ START_TEST(test_two_transports_exchange_messages_both_ways)
 }
 END_TEST
 
+/* Whether this machine can bind ::1 (some containers run without IPv6). */
+static bool have_ipv6_loopback(void)
+{
+	struct sockaddr_in6 sa = {.sin6_family = AF_INET6};
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	sa.sin6_addr = in6addr_loopback;
+	ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Members named by host name are resolved (asynchronously, on every dial)
+ * and connect like numeric ones; an IPv6 literal in brackets works too. */
+START_TEST(test_host_names_and_ipv6_addresses_connect)
+{
+	struct fixture f;
+	int port;
+
+	fx_init(&f, 3);
+	port = atoi(strrchr(f.members[0].addr, ':') + 1);
+	snprintf(f.members[0].addr, sizeof(f.members[0].addr), "localhost:%d",
+		 port);
+	port = atoi(strrchr(f.members[1].addr, ':') + 1);
+	if (have_ipv6_loopback())
+		snprintf(f.members[1].addr, sizeof(f.members[1].addr),
+			 "[::1]:%d", port);
+	node_start(&f, 1);
+	node_start(&f, 2);
+	WAIT_FOR(&f, connected_pair(&f, 1, 2));
+	ck_assert(connected_pair(&f, 1, 2));
+	ck_assert_str_eq(rnet_listen_addr(f.nodes[2].net), f.members[1].addr);
+	assert_still_serving(&f, 1);
+	fx_fini(&f);
+}
+END_TEST
+
 /* Many messages sent back to back all arrive, once each, in order. */
 START_TEST(test_burst_of_messages_arrives_in_order)
 {
@@ -968,6 +1008,7 @@ static Suite *net_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_two_transports_exchange_messages_both_ways);
 	tcase_add_test(tc, test_burst_of_messages_arrives_in_order);
+	tcase_add_test(tc, test_host_names_and_ipv6_addresses_connect);
 	tcase_add_test(
 	    tc, test_bad_handshakes_are_refused_and_good_peer_still_served);
 	tcase_add_test(
