@@ -653,6 +653,8 @@ static void peer_resolved_cb(uv_getaddrinfo_t *req, int status,
 		peer_schedule(p, peer_next_backoff(p));
 		return;
 	}
+	/* TODO(net): only the first address is tried; a host name that
+	 * resolves to several should fall through them on failure. */
 	peer_connect(p, res->ai_addr);
 	uv_freeaddrinfo(res);
 }
