@@ -381,6 +381,24 @@ static int raw_listen(struct fixture *f, size_t idx)
 	return lfd;
 }
 
+/* The first frame on r is a well-formed Handshake from node id. */
+static void assert_dialler_handshake(struct raw *r, raft_id id)
+{
+	Raftpb__Handshake *hs = raw_answer(r);
+	char client[RNET_ADDR_MAX];
+
+	snprintf(client, sizeof(client), "client-%llu:80",
+		 (unsigned long long)id);
+	ck_assert_ptr_nonnull(hs);
+	ck_assert_uint_eq(hs->magic, RNET_MAGIC);
+	ck_assert_uint_eq(hs->version, RNET_PROTOCOL_VERSION);
+	ck_assert_uint_eq(hs->cluster_id, CLUSTER);
+	ck_assert_uint_eq(hs->node_id, id);
+	ck_assert_str_eq(hs->client_addr, client);
+	ck_assert_str_eq(hs->error, "");
+	raftpb__handshake__free_unpacked(hs, NULL);
+}
+
 /* Node 2 still gets messages through from node 1 (and back). */
 static void assert_still_serving(struct fixture *f, uint64_t context)
 {
@@ -811,6 +829,7 @@ START_TEST(test_queue_to_stalled_peer_stays_within_bound)
 	ck_assert_int_ge(r.fd, 0);
 	WAIT_FOR(&f, raw_has_frame(&r));
 	ck_assert(raw_has_frame(&r));
+	assert_dialler_handshake(&r, 1);
 	hs.magic = RNET_MAGIC;
 	hs.version = RNET_PROTOCOL_VERSION;
 	hs.cluster_id = CLUSTER;
@@ -962,6 +981,72 @@ START_TEST(test_dial_to_silent_listener_times_out_and_retries)
 }
 END_TEST
 
+/* The dialler checks the answer: one from a node other than the member it
+ * dialled is refused, logged once, and the peer never reported up. */
+START_TEST(test_dialler_refuses_answer_from_wrong_node)
+{
+	struct fixture f;
+	struct raw r = {.fd = -1};
+	int lfd;
+
+	fx_init(&f, 3);
+	lfd = raw_listen(&f, 1); /* "node 2" */
+	node_start(&f, 1);
+	WAIT_FOR(&f, (r.fd = accept(lfd, NULL, NULL)) >= 0);
+	ck_assert_int_ge(r.fd, 0);
+	WAIT_FOR(&f, raw_has_frame(&r));
+	assert_dialler_handshake(&r, 1);
+	send_handshake(&r, RNET_MAGIC, RNET_PROTOCOL_VERSION, CLUSTER, 3);
+	WAIT_FOR(&f, raw_poll(&r));
+	ck_assert(r.eof);
+	ck_assert_int_eq(log_count(&f.nodes[1], "msg=\"peer handshake "
+						"failed\" peer=2"),
+			 1);
+	ck_assert_int_eq(log_count(&f.nodes[1], "reason=\"answered as node "
+						"3\""),
+			 1);
+	ck_assert_int_eq(f.nodes[1].n_up, 0);
+	fx_fini(&f);
+	raw_close(&r);
+	close(lfd);
+}
+END_TEST
+
+/* A new handshake from a peer replaces that peer's older inbound connection,
+ * which is closed: a peer has only one outbound connection. */
+START_TEST(test_new_connection_from_peer_replaces_old_one)
+{
+	struct fixture f;
+	struct raw a, b;
+	Raftpb__Handshake *hs;
+
+	start_pair(&f);
+	raw_connect(&a, f.members[0].addr);
+	send_handshake(&a, RNET_MAGIC, RNET_PROTOCOL_VERSION, CLUSTER, 3);
+	WAIT_FOR(&f, raw_has_frame(&a));
+	hs = raw_answer(&a);
+	ck_assert_ptr_nonnull(hs);
+	ck_assert_str_eq(hs->error, "");
+	ck_assert_uint_eq(hs->node_id, 1);
+	ck_assert_str_eq(hs->client_addr, "client-1:80");
+	raftpb__handshake__free_unpacked(hs, NULL);
+	ck_assert_str_eq(rnet_peer_client_addr(f.nodes[1].net, 3), "raw:1");
+
+	raw_connect(&b, f.members[0].addr);
+	send_handshake(&b, RNET_MAGIC, RNET_PROTOCOL_VERSION, CLUSTER, 3);
+	WAIT_FOR(&f, raw_poll(&a));
+	ck_assert(a.eof);
+	ck_assert(!raw_poll(&b));
+	ck_assert_int_eq(log_count(&f.nodes[1], "msg=\"replaced peer "
+						"connection\" peer=3"),
+			 1);
+	raw_close(&a);
+	raw_close(&b);
+	assert_still_serving(&f, 7);
+	fx_fini(&f);
+}
+END_TEST
+
 /* Bad options are refused with a message; a busy address is an I/O error. */
 START_TEST(test_start_refuses_bad_options)
 {
@@ -1021,6 +1106,8 @@ static Suite *net_suite(void)
 	tcase_add_test(tc, test_close_from_inside_recv_callback);
 	tcase_add_test(tc, test_silent_connections_are_closed);
 	tcase_add_test(tc, test_dial_to_silent_listener_times_out_and_retries);
+	tcase_add_test(tc, test_dialler_refuses_answer_from_wrong_node);
+	tcase_add_test(tc, test_new_connection_from_peer_replaces_old_one);
 	tcase_add_test(tc, test_start_refuses_bad_options);
 	suite_add_tcase(s, tc);
 	return s;
