@@ -982,9 +982,11 @@ START_TEST(test_dial_to_silent_listener_times_out_and_retries)
 END_TEST
 
 /* The dialler checks the answer: one from a node other than the member it
- * dialled is refused, logged once, and the peer never reported up. */
+ * dialled, or one carrying a refusal, fails the dial with one log line per
+ * new reason, and the peer is never reported up. */
 START_TEST(test_dialler_refuses_answer_from_wrong_node)
 {
+	Raftpb__Handshake hs = RAFTPB__HANDSHAKE__INIT;
 	struct fixture f;
 	struct raw r = {.fd = -1};
 	int lfd;
@@ -1004,6 +1006,24 @@ START_TEST(test_dialler_refuses_answer_from_wrong_node)
 			 1);
 	ck_assert_int_eq(log_count(&f.nodes[1], "reason=\"answered as node "
 						"3\""),
+			 1);
+
+	/* The retry is refused with a reason that tries to forge log fields;
+	 * it is logged (a new reason) with the dangerous bytes replaced. */
+	raw_close(&r);
+	memset(&r, 0, sizeof(r));
+	WAIT_FOR(&f, (r.fd = accept(lfd, NULL, NULL)) >= 0);
+	ck_assert_int_ge(r.fd, 0);
+	WAIT_FOR(&f, raw_has_frame(&r));
+	hs.magic = RNET_MAGIC;
+	hs.version = RNET_PROTOCOL_VERSION;
+	hs.cluster_id = CLUSTER;
+	hs.node_id = 2;
+	hs.error = "no\" level=error\n";
+	send_pb(&r, &hs.base);
+	WAIT_FOR(&f, raw_poll(&r));
+	ck_assert(r.eof);
+	ck_assert_int_eq(log_count(&f.nodes[1], "reason=\"no? level=error?\""),
 			 1);
 	ck_assert_int_eq(f.nodes[1].n_up, 0);
 	fx_fini(&f);

@@ -248,9 +248,23 @@ static bool valid_client_addr(const char *s)
 	if (len >= RNET_ADDR_MAX)
 		return false;
 	for (i = 0; i < len; i++)
-		if (s[i] <= ' ' || s[i] > '~' || s[i] == '"')
+		if (s[i] <= ' ' || s[i] > '~' || s[i] == '"' || s[i] == '\\')
 			return false;
 	return true;
+}
+
+/* Copy a peer-supplied string for a log line: quotes, backslashes and
+ * non-printable bytes become '?', so that it cannot forge log fields. */
+static void copy_printable(char *dst, size_t len, const char *src)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < len && src[i] != '\0'; i++) {
+		char c = src[i];
+		bool plain = c >= ' ' && c <= '~' && c != '"' && c != '\\';
+		dst[i] = plain ? c : '?';
+	}
+	dst[i] = '\0';
 }
 
 /* Last step of rnet_close(): everything is closed. */
@@ -483,7 +497,7 @@ static void peer_handle_answer(struct peer *p, const uint8_t *buf, size_t len)
 		return;
 	}
 	if (hs->error != NULL && hs->error[0] != '\0') {
-		snprintf(reason, sizeof(reason), "%.100s", hs->error);
+		copy_printable(reason, sizeof(reason), hs->error);
 		goto refused;
 	}
 	if (hs->magic != RNET_MAGIC || hs->version != RNET_PROTOCOL_VERSION) {
