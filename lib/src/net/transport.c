@@ -35,6 +35,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1148,6 +1149,25 @@ fail:
 	return RAFT_EIO;
 }
 
+/* libuv writes to sockets with writev(), so a write to a connection the peer
+ * has reset raises SIGPIPE, whose default action kills the process. A peer
+ * must never be able to do that: unless the program chose a disposition,
+ * ignore the signal (the write then fails with EPIPE). */
+static void net_ignore_sigpipe(struct rnet *n)
+{
+	struct sigaction old, ign;
+
+	if (sigaction(SIGPIPE, NULL, &old) != 0 || old.sa_handler != SIG_DFL)
+		return;
+	memset(&ign, 0, sizeof(ign));
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	if (sigaction(SIGPIPE, &ign, NULL) == 0)
+		netlog(n, RAFT_LOG_INFO,
+		       "msg=\"ignoring SIGPIPE\" reason=\"a peer that resets "
+		       "a connection must not kill the process\"");
+}
+
 /* The listener's and the sweep timer's close callback. */
 static void net_listener_closed_cb(uv_handle_t *h)
 {
@@ -1242,6 +1262,7 @@ int rnet_start(uv_loop_t *loop, const struct rnet_options *o, rnet_recv_cb recv,
 		format_sockaddr((struct sockaddr *)&sa, n->bound_addr,
 				sizeof(n->bound_addr));
 
+	net_ignore_sigpipe(n);
 	uv_timer_init(loop, &n->sweep);
 	n->sweep.data = n;
 	n->pending++;

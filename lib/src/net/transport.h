@@ -105,6 +105,10 @@ typedef void (*rnet_peer_cb)(void *data, raft_id peer, bool connected,
  * never from inside a call into the transport, and may call rnet_send() and
  * rnet_close().
  *
+ * If the process has left SIGPIPE at its default action, it is set to
+ * ignored (and logged): libuv writes sockets with writev(), so otherwise a
+ * peer that resets a connection could kill the process.
+ *
  * Returns RAFT_OK, RAFT_EINVAL (bad options: self not a member, a member
  * twice, an address that does not parse, cluster_id 0), RAFT_EIO (could not
  * listen: the address is in use, ...) or RAFT_ENOMEM. errmsg, if not NULL,
