@@ -4,6 +4,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,12 @@ static int free_port(void)
 	port = ntohs(sa.sin_port);
 	close(fd);
 	return port;
+}
+
+/* A signal handler that does nothing. */
+static void tick_sig(int sig)
+{
+	(void)sig;
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -1067,6 +1074,32 @@ START_TEST(test_new_connection_from_peer_replaces_old_one)
 }
 END_TEST
 
+/* Starting a transport in a process that left SIGPIPE at its default
+ * action ignores the signal (a reset peer must not kill the process) and
+ * says so; a disposition the program chose is left alone. */
+START_TEST(test_start_ignores_default_sigpipe)
+{
+	struct sigaction sa;
+	struct fixture f;
+
+	signal(SIGPIPE, SIG_DFL);
+	fx_init(&f, 2);
+	node_start(&f, 1);
+	ck_assert_int_eq(sigaction(SIGPIPE, NULL, &sa), 0);
+	ck_assert(sa.sa_handler == SIG_IGN);
+	ck_assert_int_eq(log_count(&f.nodes[1], "msg=\"ignoring SIGPIPE\""), 1);
+	node_stop(&f, 1);
+
+	signal(SIGPIPE, tick_sig);
+	node_start(&f, 1);
+	ck_assert_int_eq(sigaction(SIGPIPE, NULL, &sa), 0);
+	ck_assert(sa.sa_handler == tick_sig);
+	ck_assert_int_eq(log_count(&f.nodes[1], "msg=\"ignoring SIGPIPE\""), 1);
+	signal(SIGPIPE, SIG_IGN);
+	fx_fini(&f);
+}
+END_TEST
+
 /* Bad options are refused with a message; a busy address is an I/O error. */
 START_TEST(test_start_refuses_bad_options)
 {
@@ -1128,6 +1161,7 @@ static Suite *net_suite(void)
 	tcase_add_test(tc, test_dial_to_silent_listener_times_out_and_retries);
 	tcase_add_test(tc, test_dialler_refuses_answer_from_wrong_node);
 	tcase_add_test(tc, test_new_connection_from_peer_replaces_old_one);
+	tcase_add_test(tc, test_start_ignores_default_sigpipe);
 	tcase_add_test(tc, test_start_refuses_bad_options);
 	suite_add_tcase(s, tc);
 	return s;
