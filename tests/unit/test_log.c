@@ -89,10 +89,32 @@ static void free_entries(struct raft_entry *e, size_t n)
 	free(e);
 }
 
+/* Every test's directory lives under one base directory per test case,
+ * made and removed by the parent process, so that a failing test leaves
+ * nothing behind either. */
+static char base_dir[32];
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void base_setup(void)
+{
+	snprintf(base_dir, sizeof(base_dir), "/tmp/test_log.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(base_dir));
+}
+
+static void base_teardown(void)
+{
+	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void fx_init(struct fx *f, size_t segment_size)
 {
 	memset(f, 0, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_log.XXXXXX");
+	snprintf(f->dir, sizeof(f->dir), "%s/log.XXXXXX", base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	ck_assert_int_eq(uv_loop_init(&f->loop), 0);
 	f->segment_size = segment_size;
@@ -127,12 +149,6 @@ static void fx_close(struct fx *f)
 	while (!done)
 		uv_run(&f->loop, UV_RUN_ONCE);
 	f->log = NULL;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	return remove(path);
 }
 
 static void fx_done(struct fx *f)
@@ -1176,27 +1192,33 @@ START_TEST(test_failed_metadata_write_stores_no_entry_of_the_request)
 }
 END_TEST
 
+static TCase *add_case(Suite *s, const char *name, int timeout)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_set_timeout(tc, timeout);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
 static Suite *log_suite(void)
 {
 	Suite *s = suite_create("log");
-	TCase *tc = tcase_create("format");
+	TCase *tc = add_case(s, "format", 10);
 
 	tcase_add_test(tc, test_crc32c_matches_the_standard_check_value);
 	tcase_add_test(tc, test_record_header_round_trips_and_detects_a_flip);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("basic");
-	tcase_set_timeout(tc, 30);
+	tc = add_case(s, "basic", 30);
 	tcase_add_test(tc, test_new_log_is_empty);
 	tcase_add_test(tc, test_written_state_reads_back_after_reopen);
 	tcase_add_test(tc, test_records_round_trip_across_segment_boundaries);
 	tcase_add_test(tc, test_record_larger_than_a_segment_is_stored);
 	tcase_add_test(tc, test_queued_requests_complete_in_submission_order);
 	tcase_add_test(tc, test_bad_requests_are_refused);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("damage");
-	tcase_set_timeout(tc, 60);
+	tc = add_case(s, "damage", 60);
 	tcase_add_test(tc,
 		       test_torn_tail_at_every_byte_of_the_last_record_is_cut);
 	tcase_add_test(tc, test_flipped_bit_in_a_middle_record_is_corruption);
@@ -1204,10 +1226,8 @@ static Suite *log_suite(void)
 	tcase_add_test(tc, test_flipped_bit_in_a_segment_header_is_corruption);
 	tcase_add_test(tc, test_flipped_bit_in_the_metadata_file_is_corruption);
 	tcase_add_test(tc, test_missing_metadata_with_entries_is_corruption);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("truncation");
-	tcase_set_timeout(tc, 30);
+	tc = add_case(s, "truncation", 30);
 	tcase_add_test(tc, test_truncate_then_append_replaces_the_suffix);
 	tcase_add_test(tc,
 		       test_truncation_queued_behind_appends_applies_in_order);
@@ -1215,23 +1235,18 @@ static Suite *log_suite(void)
 	    tc, test_truncation_at_segment_starts_and_at_the_first_entry);
 	tcase_add_test(tc,
 		       test_compaction_deletes_whole_segments_below_the_index);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("crash");
-	tcase_set_timeout(tc, 60);
+	tc = add_case(s, "crash", 60);
 	tcase_add_test(tc,
 		       test_log_after_kill_holds_everything_reported_durable);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("failure");
-	tcase_set_timeout(tc, 30);
+	tc = add_case(s, "failure", 30);
 	tcase_add_test(tc,
 		       test_failed_fdatasync_fails_requests_and_stays_failed);
 	tcase_add_test(tc,
 		       test_enospc_fails_with_enospc_and_loses_nothing_durable);
 	tcase_add_test(
 	    tc, test_failed_metadata_write_stores_no_entry_of_the_request);
-	suite_add_tcase(s, tc);
 	return s;
 }
 
