@@ -72,7 +72,7 @@ PROGRAMS += $(BUILD)/bin/kvbench
 endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
-	install uninstall fmt clean bench docs tests
+	install uninstall fmt clean bench bench-log docs tests
 .DEFAULT_GOAL := all
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(PROGRAMS)
@@ -177,6 +177,16 @@ fmt:
 
 bench: tests
 	@scripts/bench.sh
+
+# The durable log's benchmark; BENCH_DIR must be on a real disk (not tmpfs).
+BENCH_DIR ?= /var/tmp
+BENCH_SECONDS ?= 3
+$(BUILD)/bench/log_bench: $(BUILD)/obj/bench/log_bench.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+bench-log: $(BUILD)/bench/log_bench
+	$(BUILD)/bench/log_bench $(BENCH_DIR) $(BENCH_SECONDS)
 
 clean:
 	rm -rf build build-asan
