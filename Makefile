@@ -72,8 +72,9 @@ PROGRAMS += $(BUILD)/bin/kvbench
 endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
-	install uninstall fmt clean bench bench-log docs tests
+	install uninstall fmt clean bench docs tests bench-kv bench-log
 .DEFAULT_GOAL := all
+.SECONDARY:
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(PROGRAMS)
 
@@ -84,6 +85,9 @@ deps:
 $(BUILD)/gen/proto/%.pb-c.c $(BUILD)/gen/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen/proto
 	protoc-c --c_out=$(BUILD)/gen $<
+
+# Kept: otherwise make deletes them as intermediates after every build.
+.SECONDARY: $(PROTO_C) $(PROTO_H)
 
 # Every object may include generated headers.
 $(BUILD)/obj/%.o: %.c | $(PROTO_H)
@@ -177,6 +181,14 @@ fmt:
 
 bench: tests
 	@scripts/bench.sh
+
+# State machine apply throughput (bench/kv_apply.c).
+$(BUILD)/bench/kv_apply: $(BUILD)/obj/bench/kv_apply.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+bench-kv: $(BUILD)/bench/kv_apply
+	$(BUILD)/bench/kv_apply
 
 # The durable log's benchmark; BENCH_DIR must be on a real disk (not tmpfs).
 BENCH_DIR ?= /var/tmp
