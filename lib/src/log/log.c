@@ -258,7 +258,11 @@ static int queue_write(struct rlog *l, void *p, size_t n)
 }
 
 /* Start a new segment for the record at index, of rec_size bytes. Rule 2
- * at the top: the current segment is durable first. */
+ * at the top: the current segment is durable first.
+ *
+ * TODO(log): the new segment is created here, on the write path (a few
+ * milliseconds each segment_size bytes); preparing the next one in the
+ * background would take that off the requests' latency. */
 static int roll_segment(struct rlog *l, raft_index index, size_t rec_size,
 			char *msg, size_t len)
 {
