@@ -23,7 +23,17 @@
  * rnet_send() drops the message; Raft retransmits. Out of memory while
  * copying held-back messages fails the node as well, because dropping an
  * acknowledgement silently could stall replication forever.
+ *
+ * Invariants (checked by node_invariants() after every run):
+ *   1. proposals are queued by strictly increasing index;
+ *   2. n_pending counts the queued proposals and reads;
+ *   3. applied <= queued, and the entries not yet applied are exactly
+ *      applied + 1 .. queued: the batch in flight first, then apply_q, each
+ *      contiguous;
+ *   4. while RUNNING, proposals above queued belong to the current term of
+ *      a node that leads it.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -524,6 +534,43 @@ static int take_update(struct raft_node *n, const struct raft_update *u,
 	return collect_reads(n, u);
 }
 
+static bool node_invariants(const struct raft_node *n)
+{
+	const struct node_proposal *p;
+	const struct node_read *r;
+	raft_index next = n->applied + 1;
+	size_t count = 0;
+
+	for (p = n->prop_head; p != NULL; p = p->next, count++) {
+		if (p->next != NULL && p->next->index <= p->index) {
+			return false; /* 1 */
+		}
+		if (n->state == NODE_RUNNING && p->index > n->queued &&
+		    (n->role != RAFT_LEADER || p->term != n->term)) {
+			return false; /* 4 */
+		}
+	}
+	for (r = n->read_head; r != NULL; r = r->next) {
+		count++;
+	}
+	if (count != n->n_pending) {
+		return false; /* 2 */
+	}
+	if (n->applying != NULL) {
+		for (size_t i = 0; i < n->applying->n; i++) {
+			if (n->applying->entries[i].index != next++) {
+				return false; /* 3 */
+			}
+		}
+	}
+	for (size_t i = 0; i < n->apply_n; i++) {
+		if (n->apply_q[i].index != next++) {
+			return false; /* 3 */
+		}
+	}
+	return next == n->queued + 1;
+}
+
 void node_run(struct raft_node *n)
 {
 	if (n->in_run) {
@@ -553,6 +600,7 @@ void node_run(struct raft_node *n)
 	}
 	n->in_run = false;
 	node_start_apply(n);
+	assert(n->state != NODE_RUNNING || node_invariants(n));
 }
 
 static const char *fail_advice(const char *what)
