@@ -761,7 +761,7 @@ START_TEST(test_role_changes_are_logged)
 	cluster_start(&c, 3, 22110);
 	l = wait_leader(&c);
 	ck_assert_ptr_nonnull(
-	    strstr(c.logs[l].text, "1 event=state_change id="));
+	    strstr(c.logs[l].text, "1 msg=\"state changed\" id="));
 	ck_assert_ptr_nonnull(strstr(c.logs[l].text, "role=leader"));
 	cluster_stop(&c);
 }
@@ -1124,8 +1124,9 @@ START_TEST(test_apply_failure_stops_the_node)
 			 RAFT_ESHUTDOWN);
 	ck_assert_int_eq(raft_node_read(s.node, node_read_cb, &r),
 			 RAFT_ESHUTDOWN);
-	ck_assert_ptr_nonnull(strstr(s.log.text, "3 event=fail_stop id=1 "
-						 "cause=fsm_apply"));
+	ck_assert_ptr_nonnull(
+	    strstr(s.log.text, "3 msg=\"node stopped after a failure\" id=1 "
+			       "cause=fsm_apply"));
 	ck_assert_ptr_nonnull(strstr(s.log.text, "restart"));
 	solo_stop(&s);
 }

@@ -54,8 +54,8 @@ static void recv_cb(void *data, const struct raft_msg *m)
 	if (raft_step(n->core, m) != RAFT_OK) {
 		/* Dropped like a lost packet; the sender retransmits. */
 		node_logf(n, RAFT_LOG_WARN,
-			  "event=step_dropped id=%llu from=%llu "
-			  "error=\"out of memory\"",
+			  "msg=\"dropped a message: out of memory\" id=%llu "
+			  "from=%llu",
 			  (unsigned long long)n->cfg.id,
 			  (unsigned long long)m->from);
 		return;
@@ -87,10 +87,7 @@ static void peer_cb(void *data, raft_id id, bool connected,
 		snprintf(p->client_addr, sizeof(p->client_addr), "%s",
 			 peer_client_addr);
 	}
-	node_logf(n, connected ? RAFT_LOG_INFO : RAFT_LOG_WARN,
-		  "event=peer_%s id=%llu peer=%llu addr=%s",
-		  connected ? "up" : "down", (unsigned long long)n->cfg.id,
-		  (unsigned long long)id, p->addr);
+	/* The transport logs the transition itself. */
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -289,7 +286,7 @@ static int open_core(struct raft_node *n, char *errmsg, size_t errlen)
 	}
 	if (loaded.notice[0] != '\0') {
 		node_logf(n, RAFT_LOG_WARN,
-			  "event=log_repaired id=%llu msg=\"%s\"",
+			  "msg=\"log tail repaired\" id=%llu detail=\"%s\"",
 			  (unsigned long long)n->cfg.id, loaded.notice);
 	}
 	for (size_t i = 0; i < n->n_peers; i++) {
@@ -311,7 +308,8 @@ static int open_core(struct raft_node *n, char *errmsg, size_t errlen)
 	restore.applied = applied;
 	rc = raft_new(&rc_cfg, &restore, &n->core, errmsg, errlen);
 	node_logf(n, RAFT_LOG_INFO,
-		  "event=start id=%llu cluster_id=%llu term=%llu vote=%llu "
+		  "msg=\"node started\" id=%llu cluster_id=%llu term=%llu "
+		  "vote=%llu "
 		  "entries=%zu applied=%llu",
 		  (unsigned long long)n->cfg.id,
 		  (unsigned long long)n->cluster.cluster_id,
@@ -604,7 +602,7 @@ void raft_node_close(struct raft_node *n, void (*cb)(void *arg), void *arg)
 	n->state = NODE_CLOSING;
 	n->close_cb = cb;
 	n->close_arg = arg;
-	node_logf(n, RAFT_LOG_INFO, "event=close id=%llu",
+	node_logf(n, RAFT_LOG_INFO, "msg=\"node closing\" id=%llu",
 		  (unsigned long long)n->cfg.id);
 	/* Held by waits until every close below has called back. */
 	n->close_waits = 4;

@@ -184,7 +184,7 @@ static void note_soft_state(struct raft_node *n)
 		return;
 	}
 	node_logf(n, RAFT_LOG_INFO,
-		  "event=state_change id=%llu role=%s term=%llu leader=%llu",
+		  "msg=\"state changed\" id=%llu role=%s term=%llu leader=%llu",
 		  (unsigned long long)n->cfg.id, raft_role_name(role),
 		  (unsigned long long)term, (unsigned long long)leader);
 	n->logged_role = role;
@@ -634,7 +634,8 @@ void node_fail(struct raft_node *n, int rc, const char *what)
 	uv_idle_stop(&n->kick);
 	detail = strcmp(what, "log_write") == 0 ? rlog_failure(n->log) : NULL;
 	node_logf(n, RAFT_LOG_ERROR,
-		  "event=fail_stop id=%llu cause=%s error=\"%s\" "
+		  "msg=\"node stopped after a failure\" id=%llu cause=%s "
+		  "error=\"%s\" "
 		  "detail=\"%s\" action=\"%s\"",
 		  (unsigned long long)n->cfg.id, what, raft_strerror(rc),
 		  detail != NULL ? detail : "", fail_advice(what));
