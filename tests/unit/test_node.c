@@ -879,6 +879,42 @@ START_TEST(test_isolated_node_serves_only_serializable_reads)
 }
 END_TEST
 
+/* A store whose map cannot hold a write stops: the write fails with
+ * RAFT_ENOSPC, the status says failed, later writes fail with
+ * RAFT_ESHUTDOWN, and the log hook gets one error line. */
+START_TEST(test_full_store_stops_the_node)
+{
+	static char big[KV_MAX_VALUE];
+	struct cluster c;
+	struct kv_config cfg;
+	struct write_wait w = {false, 0, 0};
+	struct raft_node_status st;
+	char errmsg[512];
+	int l, rc;
+
+	cluster_init(&c, 1, 22150);
+	store_config(&c, 0, &cfg);
+	cfg.map_size = 256 * 1024;
+	cfg.max_map_size = 256 * 1024;
+	rc = kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg));
+	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	l = wait_leader(&c);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[l], "k", 1, big, sizeof(big), write_cb, &w),
+	    RAFT_OK);
+	ck_assert(run_until(&c.loop, flag_set, &w.done, DEADLINE_MS));
+	ck_assert_int_eq(w.status, RAFT_ENOSPC);
+	ck_assert_int_eq(kv_store_status(c.stores[l], &st), RAFT_OK);
+	ck_assert(st.failed);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[l], "k", 1, "v", 1, write_cb, &w),
+	    RAFT_ESHUTDOWN);
+	ck_assert_ptr_nonnull(
+	    strstr(c.logs[l].text, "3 msg=\"node stopped after a failure\""));
+	cluster_stop(&c);
+}
+END_TEST
+
 /* Level 1: a node with a caller-supplied state machine */
 
 /* A state machine that records commands as strings and fails on "fail". */
@@ -1193,6 +1229,7 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, test_role_changes_are_logged);
 	tcase_add_test(tc, test_burst_of_writes_is_acknowledged_in_order);
 	tcase_add_test(tc, test_isolated_node_serves_only_serializable_reads);
+	tcase_add_test(tc, test_full_store_stops_the_node);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fsm");

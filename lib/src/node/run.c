@@ -603,12 +603,21 @@ void node_run(struct raft_node *n)
 	assert(n->state != NODE_RUNNING || node_invariants(n));
 }
 
-static const char *fail_advice(const char *what)
+static const char *fail_advice(const char *what, int rc)
 {
+	if (rc == RAFT_ENOMEM) {
+		return "restart the node once memory is available";
+	}
+	if (strcmp(what, "fsm_apply") == 0 && rc == RAFT_ENOSPC) {
+		return "the state machine is full; free disk space or raise "
+		       "its size limit (max_map_size for the key-value "
+		       "store), then restart the node: it replays the log "
+		       "from the last applied entry";
+	}
 	if (strcmp(what, "fsm_apply") == 0) {
 		return "the state machine could not apply committed entries; "
-		       "free space or fix its storage, then restart the node: "
-		       "it replays the log from the last applied entry";
+		       "fix its storage, then restart the node: it replays "
+		       "the log from the last applied entry";
 	}
 	if (strcmp(what, "log_write") == 0) {
 		return "the Raft log could not be made durable; free space or "
@@ -635,10 +644,9 @@ void node_fail(struct raft_node *n, int rc, const char *what)
 	detail = strcmp(what, "log_write") == 0 ? rlog_failure(n->log) : NULL;
 	node_logf(n, RAFT_LOG_ERROR,
 		  "msg=\"node stopped after a failure\" id=%llu cause=%s "
-		  "error=\"%s\" "
-		  "detail=\"%s\" action=\"%s\"",
+		  "error=\"%s\" detail=\"%s\" action=\"%s\"",
 		  (unsigned long long)n->cfg.id, what, raft_strerror(rc),
-		  detail != NULL ? detail : "", fail_advice(what));
+		  detail != NULL ? detail : "-", fail_advice(what, rc));
 	node_fail_pending(n, rc == RAFT_ENOMEM ? RAFT_EIO : rc);
 }
 
