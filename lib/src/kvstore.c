@@ -21,6 +21,7 @@
 
 #include "kv/kvsm.h"
 #include "libraft/kv.h"
+#include "node/node.h"
 
 /* A get waiting for its read index, or for the deferred timer. */
 struct kv_get {
@@ -245,7 +246,9 @@ static int propose(struct kv_store *s, void *cmd, size_t len, kv_write_cb cb,
 static int check_key(struct kv_store *s, const void *key, size_t klen,
 		     bool have_cb)
 {
-	if (s->closing) {
+	/* A failed node serves nothing, not even local reads: its state
+	 * machine may be what failed. */
+	if (s->closing || s->node->state != NODE_RUNNING) {
 		return RAFT_ESHUTDOWN;
 	}
 	if (key == NULL || klen == 0 || !have_cb) {
@@ -332,6 +335,16 @@ static void read_ready(void *arg, int status, raft_index index)
 	answer_get(g);
 }
 
+/* What a queued get gets once the store cannot serve it: the node's own
+ * failure, as its pending requests got, or RAFT_ESHUTDOWN when closing. */
+static int stopped_status(const struct kv_store *s)
+{
+	if (s->closing || s->node->state != NODE_FAILED) {
+		return RAFT_ESHUTDOWN;
+	}
+	return s->node->fail_rc == RAFT_ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+}
+
 static void deferred_cb(uv_timer_t *t)
 {
 	struct kv_store *s = t->data;
@@ -342,8 +355,8 @@ static void deferred_cb(uv_timer_t *t)
 	while (g != NULL) {
 		struct kv_get *next = g->next;
 
-		if (s->closing) {
-			g->cb(g->arg, RAFT_ESHUTDOWN, NULL, 0, NULL);
+		if (s->closing || s->node->state != NODE_RUNNING) {
+			g->cb(g->arg, stopped_status(s), NULL, 0, NULL);
 			free(g);
 		} else {
 			answer_get(g);

@@ -909,6 +909,8 @@ START_TEST(test_full_store_stops_the_node)
 	ck_assert_int_eq(
 	    kv_store_put(c.stores[l], "k", 1, "v", 1, write_cb, &w),
 	    RAFT_ESHUTDOWN);
+	ck_assert_int_eq(kv_store_get(c.stores[l], "k", 1, true, read_cb, NULL),
+			 RAFT_ESHUTDOWN);
 	ck_assert_ptr_nonnull(
 	    strstr(c.logs[l].text, "3 msg=\"node stopped after a failure\""));
 	cluster_stop(&c);

@@ -106,7 +106,8 @@ typedef void (*kv_read_cb)(void *arg, int status, const void *val, size_t vlen,
  * Returns RAFT_OK (cb is called later, exactly once), or without calling
  * cb: RAFT_ENOTLEADER (linearizable and no leader known), RAFT_ETOOBIG
  * (klen over KV_MAX_KEY), RAFT_EINVAL (klen 0, a NULL key or cb),
- * RAFT_EBUSY, RAFT_ESHUTDOWN, RAFT_ENOMEM. */
+ * RAFT_EBUSY, RAFT_ESHUTDOWN (closing, or the node failed: a failed node
+ * serves no reads at all), RAFT_ENOMEM. */
 RAFT_API int kv_store_get(struct kv_store *s, const void *key, size_t klen,
 			  bool serializable, kv_read_cb cb, void *arg);
 

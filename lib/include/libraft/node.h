@@ -257,6 +257,14 @@ RAFT_API void raft_node_close(struct raft_node *n, void (*cb)(void *arg),
  *   machine must skip entries at or below its durable applied index.
  * - There are no snapshots yet: the log grows without bound and a new
  *   member replays it from the start.
+ * - User callbacks run on the loop thread; one that blocks longer than the
+ *   election timeout (0.5 s by default) can cost this node its leadership.
+ * - The transport sets SIGPIPE to be ignored if the program left it at its
+ *   default action, so that a peer resetting a connection cannot kill the
+ *   process.
+ * - A node holds DIR/LOCK with flock(); data directories on file systems
+ *   without flock() support (some network file systems) are not protected
+ *   against two nodes.
  */
 
 #ifdef __cplusplus
