@@ -569,6 +569,39 @@ START_TEST(test_restart_with_conflicting_members_is_refused)
 }
 END_TEST
 
+/* A damaged cluster file is reported as RAFT_ECORRUPT naming the file,
+ * and is left as it was. */
+START_TEST(test_damaged_cluster_file_is_refused)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	char errmsg[512], path[128], back[64];
+	FILE *f;
+	int rc;
+
+	cluster_init(&c, 1, 22160);
+	open_store(&c, 0);
+	close_store(&c, 0);
+	snprintf(path, sizeof(path), "%s/cluster", c.dirs[0]);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("libraft-cluster 1\ncluster_id=7\nmember=one two\n", f);
+	fclose(f);
+
+	store_config(&c, 0, &cfg);
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(errmsg, path));
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(back, sizeof(back), f));
+	ck_assert_str_eq(back, "libraft-cluster 1\n");
+	fclose(f);
+	cluster_stop(&c);
+}
+END_TEST
+
 /* Bad configurations are refused with RAFT_EINVAL and a message, and leave
  * nothing running. */
 START_TEST(test_bad_config_is_refused)
@@ -1223,6 +1256,7 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, test_restarted_cluster_keeps_its_data);
 	tcase_add_test(tc, test_restart_with_conflicting_members_is_refused);
 	tcase_add_test(tc, test_bad_config_is_refused);
+	tcase_add_test(tc, test_damaged_cluster_file_is_refused);
 	tcase_add_test(tc, test_busy_data_dir_and_peer_addr_are_refused);
 	tcase_add_test(tc, test_oversized_and_empty_requests_are_refused);
 	tcase_add_test(tc, test_close_fails_pending_writes);
