@@ -72,7 +72,7 @@ PROGRAMS += $(BUILD)/bin/kvbench
 endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
-	install uninstall fmt clean bench docs tests bench-kv
+	install uninstall fmt clean bench docs tests bench-kv bench-log
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -189,6 +189,16 @@ $(BUILD)/bench/kv_apply: $(BUILD)/obj/bench/kv_apply.o $(STATIC_LIB)
 
 bench-kv: $(BUILD)/bench/kv_apply
 	$(BUILD)/bench/kv_apply
+
+# The durable log's benchmark; BENCH_DIR must be on a real disk (not tmpfs).
+BENCH_DIR ?= /var/tmp
+BENCH_SECONDS ?= 3
+$(BUILD)/bench/log_bench: $(BUILD)/obj/bench/log_bench.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+bench-log: $(BUILD)/bench/log_bench
+	$(BUILD)/bench/log_bench $(BENCH_DIR) $(BENCH_SECONDS)
 
 clean:
 	rm -rf build build-asan
