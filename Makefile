@@ -72,7 +72,8 @@ PROGRAMS += $(BUILD)/bin/kvbench
 endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
-	install uninstall fmt clean bench docs tests bench-kv bench-log
+	install uninstall fmt clean bench docs tests bench-kv bench-log \
+	bench-node
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -189,6 +190,14 @@ $(BUILD)/bench/kv_apply: $(BUILD)/obj/bench/kv_apply.o $(STATIC_LIB)
 
 bench-kv: $(BUILD)/bench/kv_apply
 	$(BUILD)/bench/kv_apply
+
+# Failover time of an in-process three-node cluster (bench/node_failover.c).
+$(BUILD)/bench/node_failover: $(BUILD)/obj/bench/node_failover.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+bench-node: $(BUILD)/bench/node_failover
+	$(BUILD)/bench/node_failover
 
 # The durable log's benchmark; BENCH_DIR must be on a real disk (not tmpfs).
 BENCH_DIR ?= /var/tmp
