@@ -202,7 +202,10 @@ uninstall:
 		$(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS))) \
 		$(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN_PAGES)))
 
-# The API reference; doxygen is optional, installed here when missing.
+# The API reference; doxygen is optional, installed here when missing. Any
+# warning (an undocumented public declaration) fails the run; DOCS_STRICT=0
+# still writes the pages.
+DOCS_STRICT ?= 1
 docs:
 	@command -v doxygen >/dev/null || { \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -210,7 +213,8 @@ docs:
 			--no-install-recommends doxygen; }
 	@mkdir -p $(BUILD)/docs
 	(cat Doxyfile; echo "OUTPUT_DIRECTORY = $(BUILD)/docs"; \
-		echo "PROJECT_NUMBER = $(VERSION)") | doxygen -
+		echo "PROJECT_NUMBER = $(VERSION)"; \
+		[ "$(DOCS_STRICT)" = 1 ] || echo "WARN_AS_ERROR = NO") | doxygen -
 	@echo "API reference: $(BUILD)/docs/html/index.html"
 
 fmt:
