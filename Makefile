@@ -218,7 +218,7 @@ docs:
 	@echo "API reference: $(BUILD)/docs/html/index.html"
 
 fmt:
-	clang-format -i $$(find lib server cli tests -name '*.[ch]')
+	clang-format -i $$(find lib server cli tests examples -name '*.[ch]')
 
 bench: tests
 	@scripts/bench.sh
