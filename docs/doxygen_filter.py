@@ -7,10 +7,14 @@ C. Doxygen only reads /** */ blocks, so this filter, run on each header
 
 - the first comment of the file becomes the file's description (@file);
 - a comment that starts its own line and is directly followed by code
-  becomes the documentation of that code (/**);
+  becomes the documentation of that code (/**); when that code, up to the
+  next blank line, declares several things (a family of calls, a block of
+  defaults, related fields), the comment documents each of them (a Doxygen member group,
+  DISTRIBUTE_GROUP_DOC);
 - a comment that follows code on its line documents that code (/**<);
-- a comment followed by a blank line, or the end of the file, stays a plain
-  comment (a section note, a TODO).
+- a "Caveats:" comment standing alone joins the file's description;
+- any other comment followed by a blank line, or the end of the file, stays
+  a plain comment (a section note, a TODO).
 """
 import re
 import sys
@@ -38,9 +42,40 @@ def comments(text):
             i += 1
 
 
+def file_doc(body):
+    """A comment made part of the file's description."""
+    stripped = body.rstrip()
+    return '/**' + stripped + ' @file' + body[len(stripped):] + '*/'
+
+
+DEFINE = re.compile(r'^\s*#\s*define\b', re.M)
+BLOCK_END = re.compile(r'\n[ \t]*(\n|/\*|\})')
+
+
+def declaration_block(text, pos):
+    """Start of the line after the code that follows pos, up to a blank
+    line, a comment or a closing brace, if that code declares more than one
+    thing; else None."""
+    end = BLOCK_END.search(text, pos)
+    if end is None:
+        return None
+    stop = end.start() + 1
+    block = text[pos:stop]
+    if '{' in block or '}' in block:
+        return None
+    if block.count(';') < 2 and len(DEFINE.findall(block)) < 2:
+        return None
+    return stop
+
+
+def file_doc(body):
+    """A comment made part of the file's description."""
+    stripped = body.rstrip()
+    return '/**' + stripped + ' @file' + body[len(stripped):] + '*/'
+
+
 def rewrite(text):
-    out = []
-    last = 0
+    edits = []  # (start, end, replacement), applied in order at the end
     first = True
     for start, end in comments(text):
         body = text[start + 2:end - 2]
@@ -51,20 +86,30 @@ def rewrite(text):
         rest = text[end:].split('\n', 2)
         after = rest[0].strip()
         next_line = rest[1] if len(rest) > 1 else ''
+        new = None
         if first and leading:
-            stripped = body.rstrip()
-            new = '/**' + stripped + ' @file' + body[len(stripped):] + '*/'
+            new = file_doc(body)
+        elif leading and body.lstrip(' *\n').startswith('Caveats:'):
+            new = file_doc(body.replace('Caveats:', '@par Caveats', 1))
         elif not leading:
             new = '/**<' + body + '*/'
         elif after == '' and next_line.strip() != '':
             new = '/**' + body + '*/'
-        else:
-            new = None
+            stop = declaration_block(text, end)
+            if stop is not None:
+                # The group closes at the start of the next line: after a
+                # #define the marker would become part of the macro.
+                new = '/**@{*/' + new
+                edits.append((stop, stop, '/**@}*/'))
         first = False
         if new is not None:
-            out.append(text[last:start])
-            out.append(new)
-            last = end
+            edits.append((start, end, new))
+    out = []
+    last = 0
+    for start, end, new in sorted(edits):
+        out.append(text[last:start])
+        out.append(new)
+        last = end
     out.append(text[last:])
     result = ''.join(out)
     assert result.count('\n') == text.count('\n')
