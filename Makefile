@@ -90,6 +90,9 @@ $(BUILD)/gen/proto/%.pb-c.c $(BUILD)/gen/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen/proto
 	protoc-c --c_out=$(BUILD)/gen $<
 
+# Kept: otherwise make deletes them as intermediates after every build.
+.SECONDARY: $(PROTO_C) $(PROTO_H)
+
 # Every object may include generated headers.
 $(BUILD)/obj/%.o: %.c | $(PROTO_H)
 	@mkdir -p $(dir $@)
