@@ -7,11 +7,18 @@
 # (rlog_, rnet_, kvsm_, node_ ...) and the protobuf-c generated code stay
 # hidden (-fvisibility=hidden, lib/libraft.map). Checked against the headers
 # in lib/include/libraft: what a header marks RAFT_API is exported, and what
-# is exported is declared there. Prints "N passed, M failed".
+# is exported is declared there. And since an embedder may run several nodes
+# in one process, the library keeps no writable global or static data
+# beyond the allowed test seams listed below. Prints "N passed, M failed".
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 BUILD=${BUILD:-build}
 SO=$BUILD/lib/libraft.so
+AR=$BUILD/lib/libraft.a
+# Writable globals allowed, each with its reason:
+#   rlog_io  the log's system-call table, swapped only by fault-injection
+#            tests while no log is open (lib/src/log/io.h)
+ALLOWED_GLOBALS="rlog_io"
 passed=0
 failed=0
 
@@ -118,6 +125,24 @@ if [ -z "$unresolved" ]; then
 	pass "no undefined symbols left after loading its dependencies"
 else
 	fail "undefined symbols in $SO:" "$unresolved"
+fi
+
+# Writable data (.data, .bss, thread-local; not relocated read-only data)
+# would be shared by every node in a process.
+if [ -f "$AR" ]; then
+	writable=$(objdump -t "$AR" | awk '$3 == "O" || $2 == "O" {
+		for (i = 1; i <= NF; i++)
+			if ($i ~ /^\.(data|bss|tdata|tbss)/ &&
+			    $i !~ /^\.data\.rel\.ro/)
+				print $NF
+	}' | sort -u | grep -vxF -f <(tr ' ' '\n' <<<"$ALLOWED_GLOBALS"))
+	if [ -z "$writable" ]; then
+		pass "no writable global or static data in libraft.a"
+	else
+		fail "writable global or static data in libraft.a:" "$writable"
+	fi
+else
+	fail "$AR exists (run make first)"
 fi
 
 finish
