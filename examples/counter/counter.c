@@ -239,6 +239,7 @@ static void cmd_add(struct app *app, const char *arg)
 {
 	struct add_req *req;
 	uint8_t buf[8];
+	char what[32];
 	char *end;
 	long long delta;
 	int rc;
@@ -260,10 +261,11 @@ static void cmd_add(struct app *app, const char *arg)
 	rc = raft_node_propose(app->node, buf, sizeof(buf), on_added, req);
 	if (rc == RAFT_OK)
 		return;
+	snprintf(what, sizeof(what), "add %lld", delta);
 	if (rc == RAFT_ENOTLEADER)
-		print_not_leader(app, "add");
+		print_not_leader(app, what);
 	else
-		printf("add: error: %s\n", raft_strerror(rc));
+		printf("%s: error: %s\n", what, raft_strerror(rc));
 	free(req);
 }
 

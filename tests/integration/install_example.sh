@@ -207,12 +207,19 @@ check "counter links statically with pkg-config --static" \
 export LD_LIBRARY_PATH=$prefix/lib
 
 # start_member I: run member I with its stdin on a FIFO held open here.
+# The member must not inherit the other members' FIFOs, or their end of
+# input would never come.
 start_member() {
 	local i=$1 fd
 	rm -f "$tmp/in$i"
 	mkfifo "$tmp/in$i"
-	"$tmp/counter" "$i" "$tmp/data$i" "$MEMBERS" <"$tmp/in$i" \
-		>>"$tmp/out$i" 2>>"$tmp/err$i" &
+	(
+		for fd in "${infd[@]}"; do
+			exec {fd}>&-
+		done
+		exec "$tmp/counter" "$i" "$tmp/data$i" "$MEMBERS" \
+			<"$tmp/in$i" >>"$tmp/out$i" 2>>"$tmp/err$i"
+	) &
 	pid[$i]=$!
 	exec {fd}>"$tmp/in$i"
 	infd[$i]=$fd
@@ -222,6 +229,7 @@ start_member() {
 stop_member() {
 	local i=$1 fd=${infd[$1]} rc
 	exec {fd}>&-
+	unset "infd[$i]"
 	wait "${pid[$i]}"
 	rc=$?
 	unset "pid[$i]"
