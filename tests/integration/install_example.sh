@@ -236,8 +236,14 @@ stop_member() {
 	return "$rc"
 }
 
+# send I COMMAND: fails if member I has exited.
 send() {
-	echo "$2" >&"${infd[$1]}"
+	{ echo "$2" 1>&"${infd[$1]}"; } 2>/dev/null
+}
+
+# alive I: member I's process is still running.
+alive() {
+	kill -0 "${pid[$1]}" 2>/dev/null
 }
 
 lines() {
@@ -275,9 +281,14 @@ done
 
 # A leader is elected.
 leader=""
+dead=""
 deadline=$((SECONDS + 15))
-while [ -z "$leader" ] && [ $SECONDS -lt $deadline ]; do
+while [ -z "$leader$dead" ] && [ $SECONDS -lt $deadline ]; do
 	for i in 1 2 3; do
+		if ! alive "$i"; then
+			dead=$i
+			break
+		fi
 		if ask "$i" status 'role=leader' 1 >/dev/null; then
 			leader=$i
 			break
@@ -286,6 +297,9 @@ while [ -z "$leader" ] && [ $SECONDS -lt $deadline ]; do
 done
 if [ -n "$leader" ]; then
 	pass "three members elect a leader (member $leader)"
+elif [ -n "$dead" ]; then
+	fail "member $dead exited before a leader was elected" "$tmp/err$dead"
+	finish
 else
 	fail "no leader within 15 s" "$tmp/err1"
 	finish
