@@ -77,8 +77,9 @@ PROGRAMS += $(BUILD)/bin/kvbench
 endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
-	install uninstall fmt clean bench docs tests
+	install uninstall fmt clean bench docs tests bench-kv
 .DEFAULT_GOAL := all
+.SECONDARY:
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(PROGRAMS)
 
@@ -225,6 +226,14 @@ fmt:
 
 bench: tests
 	@scripts/bench.sh
+
+# State machine apply throughput (bench/kv_apply.c).
+$(BUILD)/bench/kv_apply: $(BUILD)/obj/bench/kv_apply.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+bench-kv: $(BUILD)/bench/kv_apply
+	$(BUILD)/bench/kv_apply
 
 clean:
 	rm -rf build build-asan

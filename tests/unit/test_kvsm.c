@@ -415,6 +415,35 @@ START_TEST(replay_after_reopen_skips_applied_entries)
 }
 END_TEST
 
+/* In every durability mode a committed batch is there after a reopen. */
+START_TEST(every_sync_mode_keeps_batches_across_reopen)
+{
+	static const struct kvsm_options modes[] = {
+	    {.no_sync = false}, {.no_meta_sync = true}, {.no_sync = true}};
+	char dir[300];
+	struct raft_entry e[2];
+	struct kvsm_result r[2];
+	struct kvsm *kv;
+
+	for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+		store_dir(dir, sizeof dir);
+		kv = store_open(dir, &modes[m]);
+		entry_put_str(&e[0], 1, "a", "1");
+		entry_put_str(&e[1], 2, "b", "2");
+		ck_assert_int_eq(kvsm_apply(kv, e, 2, r), RAFT_OK);
+		ck_assert_int_eq(kvsm_sync(kv), RAFT_OK);
+		entries_free(e, 2);
+		kvsm_close(kv);
+
+		kv = store_open(dir, &modes[m]);
+		expect_applied(kv, 2, 1);
+		expect_str(kv, "a", "1");
+		expect_str(kv, "b", "2");
+		kvsm_close(kv);
+	}
+}
+END_TEST
+
 /* A batch with a gap, or one that starts past applied + 1, is refused
  * whole. */
 START_TEST(batch_with_gap_is_refused_whole)
@@ -607,7 +636,7 @@ START_TEST(full_map_at_limit_fails_batch_with_enospc)
 	/* Four 100 KiB values cannot fit in a 256 KiB map. */
 	fill_batch(e, 1, 11);
 	for (int i = 1; i <= 4; i++) {
-		char key[8];
+		char key[16];
 
 		snprintf(key, sizeof key, "big%d", i);
 		entry_put(&e[i], 11 + (raft_index)i, 1, key, strlen(key), big,
@@ -938,6 +967,7 @@ static Suite *kvsm_suite(void)
 	tcase_add_test(tc, delete_of_missing_key_is_not_found_and_consumed);
 	tcase_add_test(tc, noops_advance_applied_index_and_term);
 	tcase_add_test(tc, replay_after_reopen_skips_applied_entries);
+	tcase_add_test(tc, every_sync_mode_keeps_batches_across_reopen);
 	tcase_add_test(tc, batch_with_gap_is_refused_whole);
 	tcase_add_test(tc, killed_writer_resumes_at_applied_plus_one);
 	tcase_add_test(tc, full_map_grows_and_keeps_every_key);

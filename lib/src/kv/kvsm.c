@@ -16,9 +16,9 @@
  *
  * Failure modes:
  * - MDB_MAP_FULL during the batch or its commit: the transaction is aborted
- *   (nothing of the batch applied), the map doubled up to max_map_size, and
- *   the whole batch retried; at the limit, RAFT_ENOSPC, still nothing
- *   applied and the store usable.
+ *   (nothing of the batch applied), the map grown (doubled, or by twice the
+ *   batch's size if more) up to max_map_size, and the whole batch retried;
+ *   at the limit, RAFT_ENOSPC, still nothing applied and the store usable.
  * - Any other failed commit (a write or sync error): RAFT_EIO or
  *   RAFT_ENOSPC, and the store refuses every later apply with that error.
  *   A failed fsync may have dropped dirty pages, so carrying on could
@@ -33,6 +33,7 @@
  * any thread.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -217,6 +218,23 @@ static size_t round_up(size_t n, size_t to)
 	return (n + to - 1) / to * to;
 }
 
+/* LMDB syncs its file, not the directory entry that names it: without this
+ * a power loss could take a new store's file away, applied index and all. */
+static int kvsm_sync_dir(const char *dir, char *errmsg, size_t errlen)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	int rc = RAFT_OK;
+
+	if (fd < 0 || fsync(fd) != 0) {
+		snprintf(errmsg, errlen, "sync %s: %s", dir, strerror(errno));
+		rc = RAFT_EIO;
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	return rc;
+}
+
 /* Create the environment's file and databases. */
 static int kvsm_open_env(struct kvsm *kv, const char *dir,
 			 const struct kvsm_options *o, char *errmsg,
@@ -226,6 +244,7 @@ static int kvsm_open_env(struct kvsm *kv, const char *dir,
 	unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
 	MDB_txn *txn = NULL;
 	MDB_envinfo info;
+	int dead;
 	int rc;
 
 	if (snprintf(path, sizeof path, "%s/%s", dir, KVSM_FILE) >=
@@ -259,6 +278,10 @@ static int kvsm_open_env(struct kvsm *kv, const char *dir,
 		return RAFT_ENOTSUP;
 	}
 
+	/* Reader slots left by a process that died inside a read
+	 * transaction would pin old pages for ever. */
+	mdb_reader_check(kv->env, &dead);
+
 	/* An existing store may already be larger than asked for. */
 	mdb_env_info(kv->env, &info);
 	if (info.me_mapsize > kv->map_size) {
@@ -291,6 +314,9 @@ static int kvsm_open_env(struct kvsm *kv, const char *dir,
 			 mdb_strerror(rc));
 		return kvsm_errno(rc);
 	}
+	if (!o->no_sync) {
+		return kvsm_sync_dir(dir, errmsg, errlen);
+	}
 	return RAFT_OK;
 
 err_txn:
@@ -319,8 +345,10 @@ int kvsm_open(const char *dir, const struct kvsm_options *o, struct kvsm **out,
 		o = &defaults;
 	}
 	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-		snprintf(errmsg, errlen, "mkdir %s: %s", dir, strerror(errno));
-		return errno == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+		int err = errno;
+
+		snprintf(errmsg, errlen, "mkdir %s: %s", dir, strerror(err));
+		return err == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
 	}
 
 	kv = calloc(1, sizeof *kv);
@@ -379,7 +407,10 @@ void kvsm_close(struct kvsm *kv)
 }
 
 /* Begin a read transaction; on success resize_lock is held shared until
- * kvsm_read_end(). */
+ * kvsm_read_end().
+ *
+ * TODO(kv): each read begins a transaction and takes a reader slot; per
+ * thread mdb_txn_reset()/mdb_txn_renew() would be cheaper for hot reads. */
 static int kvsm_read_begin(struct kvsm *kv, MDB_txn **txn)
 {
 	int rc;
@@ -541,6 +572,9 @@ static int kvsm_apply_entry(struct kvsm *kv, MDB_txn *txn,
 	if (e->type != RAFT_ENTRY_COMMAND) {
 		return 0;
 	}
+	/* TODO(kv): protobuf-c copies the value out of the payload, and the
+	 * put copies it again into the map; a decoder that points into the
+	 * payload would save one copy per put (matters for large values). */
 	cmd = kvcmd__kv_command__unpack(&alloc, e->len, e->data);
 	if (cmd == NULL) {
 		if (st.failed) {
@@ -663,19 +697,28 @@ err_txn:
 	return rc;
 }
 
-/* Double the map, up to max_map_size. No transaction of this process may be
- * open meanwhile: readers are held off by resize_lock, and the writer is
- * the caller. */
-static int kvsm_grow(struct kvsm *kv)
+/* Double the map, or more when the batch (of batch_bytes payload) may need
+ * it, so that one retry usually suffices; never past max_map_size. No
+ * transaction of this process may be open meanwhile: readers are held off
+ * by resize_lock, and the writer is the caller. */
+static int kvsm_grow(struct kvsm *kv, size_t batch_bytes)
 {
-	size_t size;
+	size_t size, want;
 	int rc;
 
 	if (kv->map_size >= kv->max_map_size) {
 		return RAFT_ENOSPC;
 	}
 	size = kv->map_size * 2;
-	if (size < kv->map_size || size > kv->max_map_size) {
+	if (size < kv->map_size) {
+		size = SIZE_MAX;
+	}
+	/* Copy-on-write: a batch can dirty about twice its size. */
+	want = kv->map_size + 2 * batch_bytes;
+	if (batch_bytes <= SIZE_MAX / 4 && want > size) {
+		size = round_up(want, kv->page_size);
+	}
+	if (size > kv->max_map_size) {
 		size = kv->max_map_size;
 	}
 	pthread_rwlock_wrlock(&kv->resize_lock);
@@ -691,6 +734,7 @@ static int kvsm_grow(struct kvsm *kv)
 int kvsm_apply(struct kvsm *kv, const struct raft_entry *entries, size_t n,
 	       struct kvsm_result *results)
 {
+	size_t bytes = 0;
 	bool map_full;
 	int rc;
 
@@ -705,7 +749,12 @@ int kvsm_apply(struct kvsm *kv, const struct raft_entry *entries, size_t n,
 		if (!map_full) {
 			return rc;
 		}
-		rc = kvsm_grow(kv);
+		if (bytes == 0) {
+			for (size_t i = 0; i < n; i++) {
+				bytes += entries[i].len;
+			}
+		}
+		rc = kvsm_grow(kv, bytes);
 		if (rc != RAFT_OK) {
 			return rc;
 		}

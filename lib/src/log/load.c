@@ -385,7 +385,8 @@ static int list_dir(struct rlog *l, raft_index **out, size_t *n, char *errmsg,
 		}
 		firsts[(*n)++] = first;
 	}
-	qsort(firsts, *n, sizeof(*firsts), cmp_index);
+	if (*n > 1)
+		qsort(firsts, *n, sizeof(*firsts), cmp_index);
 out:
 	closedir(dp);
 	if (rc != RAFT_OK) {

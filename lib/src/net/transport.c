@@ -35,11 +35,15 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include "net/frame.h"
 #include "net/transport.h"
@@ -80,6 +84,8 @@ struct peer {
 	size_t w_n; /* frames at the front of q being written */
 
 	unsigned backoff_ms;
+	uint64_t dialled_at;		 /* loop time the connect started */
+	const char *fail_reason;	 /* for peer_deferred_fail_cb */
 	char client_addr[RNET_ADDR_MAX]; /* "" when none advertised */
 	char refusal[128]; /* the last refusal logged, to log each once */
 };
@@ -94,7 +100,8 @@ struct conn {
 	bool closing;
 	bool refused; /* close once the refusal is written */
 	uv_write_t write;
-	uint8_t *answer; /* the handshake answer being written */
+	uint8_t *answer;      /* the handshake answer being written */
+	uint64_t accepted_at; /* loop time */
 	char remote[RNET_ADDR_MAX];
 };
 
@@ -105,6 +112,7 @@ struct rnet {
 	size_t max_frame;
 	size_t max_queue_bytes;
 	unsigned reconnect_min_ms, reconnect_max_ms;
+	unsigned handshake_timeout_ms, send_timeout_ms;
 	uint64_t rng;
 	raft_log_fn log;
 	void *log_data;
@@ -115,9 +123,11 @@ struct rnet {
 	char client_addr[RNET_ADDR_MAX];
 	char bound_addr[RNET_ADDR_MAX];
 	uv_tcp_t listener;
+	uv_timer_t sweep; /* enforces handshake_timeout_ms */
 	struct peer *peers;
 	size_t n_peers;
 	struct conn *conns;
+	unsigned n_unhandshaken; /* inbound connections with peer 0 */
 
 	struct raft_entry *scratch; /* entries of the message being received */
 	size_t scratch_cap;
@@ -127,9 +137,6 @@ struct rnet {
 	void (*close_cb)(void *arg);
 	void *close_arg;
 };
-
-static void netlog(struct rnet *n, enum raft_log_level level, const char *fmt,
-		   ...) __attribute__((format(printf, 3, 4)));
 
 static void netlog(struct rnet *n, enum raft_log_level level, const char *fmt,
 		   ...)
@@ -144,9 +151,6 @@ static void netlog(struct rnet *n, enum raft_log_level level, const char *fmt,
 	va_end(ap);
 	n->log(n->log_data, level, line);
 }
-
-static void set_err(char *errmsg, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 static void set_err(char *errmsg, size_t errlen, const char *fmt, ...)
 {
@@ -240,14 +244,28 @@ static struct peer *find_peer(struct rnet *n, raft_id id)
 /* Copy a peer's advertised client address, if it fits and is printable. */
 static bool valid_client_addr(const char *s)
 {
-	size_t i, len = strlen(s);
+	size_t i, len = s != NULL ? strlen(s) : 0;
 
 	if (len >= RNET_ADDR_MAX)
 		return false;
 	for (i = 0; i < len; i++)
-		if (s[i] <= ' ' || s[i] > '~' || s[i] == '"')
+		if (s[i] <= ' ' || s[i] > '~' || s[i] == '"' || s[i] == '\\')
 			return false;
 	return true;
+}
+
+/* Copy a peer-supplied string for a log line: quotes, backslashes and
+ * non-printable bytes become '?', so that it cannot forge log fields. */
+static void copy_printable(char *dst, size_t len, const char *src)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < len && src[i] != '\0'; i++) {
+		char c = src[i];
+		bool plain = c >= ' ' && c <= '~' && c != '"' && c != '\\';
+		dst[i] = plain ? c : '?';
+	}
+	dst[i] = '\0';
 }
 
 /* Last step of rnet_close(): everything is closed. */
@@ -385,7 +403,7 @@ static void peer_fail(struct peer *p, enum raft_log_level level,
 		   strncmp(p->refusal, reason, sizeof(p->refusal)) != 0) {
 		snprintf(p->refusal, sizeof(p->refusal), "%s", reason);
 		netlog(n, level,
-		       "msg=\"peer refused connection\" peer=%" PRIu64
+		       "msg=\"peer handshake failed\" peer=%" PRIu64
 		       " addr=%s reason=\"%s\"",
 		       p->id, p->addr, reason);
 	} else {
@@ -420,6 +438,14 @@ static void peer_write_cb(uv_write_t *req, int status)
 	peer_flush(p);
 }
 
+static void peer_deferred_fail_cb(uv_timer_t *t)
+{
+	struct peer *p = t->data;
+
+	if (p->state == PEER_HANDSHAKING || p->state == PEER_UP)
+		peer_fail(p, RAFT_LOG_DEBUG, p->fail_reason);
+}
+
 /* Start one vectored write of everything queued, if none is running. */
 static void peer_flush(struct peer *p)
 {
@@ -433,8 +459,11 @@ static void peer_flush(struct peer *p)
 	rv = uv_write(&p->write, (uv_stream_t *)&p->tcp, p->q, (unsigned)n,
 		      peer_write_cb);
 	if (rv != 0) {
+		/* Fail from the loop, not from inside rnet_send(), so that
+		 * rnet_peer_cb never runs within a call into the transport. */
 		p->w_n = 0;
-		peer_fail(p, RAFT_LOG_DEBUG, uv_strerror(rv));
+		p->fail_reason = uv_strerror(rv);
+		uv_timer_start(&p->timer, peer_deferred_fail_cb, 0, 0);
 	}
 }
 
@@ -468,8 +497,8 @@ static void peer_handle_answer(struct peer *p, const uint8_t *buf, size_t len)
 		peer_fail(p, RAFT_LOG_WARN, "undecodable handshake answer");
 		return;
 	}
-	if (hs->error[0] != '\0') {
-		snprintf(reason, sizeof(reason), "%.100s", hs->error);
+	if (hs->error != NULL && hs->error[0] != '\0') {
+		copy_printable(reason, sizeof(reason), hs->error);
 		goto refused;
 	}
 	if (hs->magic != RNET_MAGIC || hs->version != RNET_PROTOCOL_VERSION) {
@@ -493,7 +522,8 @@ static void peer_handle_answer(struct peer *p, const uint8_t *buf, size_t len)
 		goto refused;
 	}
 
-	snprintf(p->client_addr, sizeof(p->client_addr), "%s", hs->client_addr);
+	snprintf(p->client_addr, sizeof(p->client_addr), "%s",
+		 hs->client_addr != NULL ? hs->client_addr : "");
 	raftpb__handshake__free_unpacked(hs, NULL);
 	p->state = PEER_UP;
 	p->backoff_ms = n->reconnect_min_ms;
@@ -551,6 +581,17 @@ static void peer_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		peer_fail(p, RAFT_LOG_WARN, "unexpected frame from acceptor");
 }
 
+/* Without this, a peer behind a partition holds the connection (and a
+ * full queue) until TCP gives up retransmitting, about 15 minutes. */
+static void peer_set_send_timeout(struct peer *p)
+{
+	unsigned ms = p->net->send_timeout_ms;
+	uv_os_fd_t fd;
+
+	if (uv_fileno((uv_handle_t *)&p->tcp, &fd) == 0)
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+}
+
 static void peer_connected_cb(uv_connect_t *req, int status)
 {
 	struct peer *p = req->data;
@@ -567,6 +608,7 @@ static void peer_connected_cb(uv_connect_t *req, int status)
 	p->state = PEER_HANDSHAKING;
 	uv_tcp_nodelay(&p->tcp, 1);
 	uv_tcp_keepalive(&p->tcp, 1, KEEPALIVE_DELAY_S);
+	peer_set_send_timeout(p);
 	rframe_reader_init(&p->reader, HANDSHAKE_MAX_FRAME);
 	rv = uv_read_start((uv_stream_t *)&p->tcp, peer_alloc_cb, peer_read_cb);
 	if (rv != 0) {
@@ -599,6 +641,7 @@ static void peer_connect(struct peer *p, const struct sockaddr *sa)
 	p->tcp.data = p;
 	p->connect.data = p;
 	p->state = PEER_CONNECTING;
+	p->dialled_at = uv_now(n->loop);
 	rv = uv_tcp_connect(&p->connect, &p->tcp, sa, peer_connected_cb);
 	if (rv != 0)
 		peer_fail(p, RAFT_LOG_DEBUG, uv_strerror(rv));
@@ -625,6 +668,8 @@ static void peer_resolved_cb(uv_getaddrinfo_t *req, int status,
 		peer_schedule(p, peer_next_backoff(p));
 		return;
 	}
+	/* TODO(net): only the first address is tried; a host name that
+	 * resolves to several should fall through them on failure. */
 	peer_connect(p, res->ai_addr);
 	uv_freeaddrinfo(res);
 }
@@ -673,6 +718,8 @@ static void conn_closed_cb(uv_handle_t *h)
 		n->conns = c->next;
 	if (c->next != NULL)
 		c->next->prev = c->prev;
+	if (c->peer == 0)
+		n->n_unhandshaken--;
 	rframe_reader_free(&c->reader);
 	free(c->answer);
 	free(c);
@@ -752,9 +799,11 @@ static void conn_handle_handshake(struct conn *c, const uint8_t *buf,
 		return;
 	}
 	c->peer = hs->node_id;
+	n->n_unhandshaken--;
 	c->reader.max_frame = n->max_frame;
 	p = find_peer(n, c->peer);
-	snprintf(p->client_addr, sizeof(p->client_addr), "%s", hs->client_addr);
+	snprintf(p->client_addr, sizeof(p->client_addr), "%s",
+		 hs->client_addr != NULL ? hs->client_addr : "");
 	raftpb__handshake__free_unpacked(hs, NULL);
 
 	/* A peer has one outbound connection: an older one from it is dead
@@ -918,6 +967,9 @@ static void net_accept_cb(uv_stream_t *server, int status)
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
+		/* TODO(net): libuv stops accepting until uv_accept() is
+		 * called, so running out of memory here stalls the listener;
+		 * accepting into a preallocated spare would avoid that. */
 		netlog(n, RAFT_LOG_ERROR,
 		       "msg=\"accept failed\" "
 		       "reason=\"out of memory\"");
@@ -925,8 +977,10 @@ static void net_accept_cb(uv_stream_t *server, int status)
 	}
 	c->net = n;
 	c->tcp.data = c;
+	c->accepted_at = uv_now(n->loop);
 	uv_tcp_init(n->loop, &c->tcp);
 	n->pending++;
+	n->n_unhandshaken++;
 	c->next = n->conns;
 	if (n->conns != NULL)
 		n->conns->prev = c;
@@ -942,11 +996,47 @@ static void net_accept_cb(uv_stream_t *server, int status)
 				sizeof(c->remote));
 	else
 		snprintf(c->remote, sizeof(c->remote), "?");
+	if (n->n_unhandshaken > RNET_MAX_UNHANDSHAKEN) {
+		conn_reject(c, "too many connections awaiting a handshake", "");
+		return;
+	}
 	uv_tcp_nodelay(&c->tcp, 1);
 	uv_tcp_keepalive(&c->tcp, 1, KEEPALIVE_DELAY_S);
 	if (uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb,
 			  conn_read_cb) != 0)
 		conn_close(c);
+}
+
+/* ---- handshake deadlines ----------------------------------------------- */
+
+/* Close dials and inbound connections whose handshake is overdue. */
+static void net_sweep_cb(uv_timer_t *t)
+{
+	struct rnet *n = t->data;
+	uint64_t now = uv_now(n->loop);
+	struct conn *c;
+	size_t i;
+
+	for (i = 0; i < n->n_peers; i++) {
+		struct peer *p = &n->peers[i];
+		if (p->state != PEER_CONNECTING && p->state != PEER_HANDSHAKING)
+			continue;
+		if (now - p->dialled_at < n->handshake_timeout_ms)
+			continue;
+		if (p->state == PEER_CONNECTING)
+			peer_fail(p, RAFT_LOG_DEBUG, "connect timed out");
+		else
+			peer_fail(p, RAFT_LOG_WARN, "no handshake answer");
+	}
+	for (c = n->conns; c != NULL; c = c->next) {
+		if (c->peer != 0 || c->closing ||
+		    now - c->accepted_at < n->handshake_timeout_ms)
+			continue;
+		if (c->refused)
+			conn_close(c); /* the refusal was logged */
+		else
+			conn_reject(c, "handshake timed out", "");
+	}
 }
 
 /* ---- public calls ------------------------------------------------------ */
@@ -1003,7 +1093,7 @@ static int net_check_options(const struct rnet_options *o, char *errmsg,
 		set_err(errmsg, errlen, "reconnect_min_ms > reconnect_max_ms");
 		return RAFT_EINVAL;
 	}
-	if (o->max_frame > UINT32_MAX) {
+	if (o->max_frame > UINT32_MAX - RFRAME_HEADER) {
 		set_err(errmsg, errlen, "max_frame above 4 GiB");
 		return RAFT_EINVAL;
 	}
@@ -1059,6 +1149,26 @@ fail:
 	return RAFT_EIO;
 }
 
+/* libuv writes to sockets with writev(), so a write to a connection the peer
+ * has reset raises SIGPIPE, whose default action kills the process. A peer
+ * must never be able to do that: unless the program chose a disposition,
+ * ignore the signal (the write then fails with EPIPE). */
+static void net_ignore_sigpipe(struct rnet *n)
+{
+	struct sigaction old, ign;
+
+	if (sigaction(SIGPIPE, NULL, &old) != 0 || old.sa_handler != SIG_DFL)
+		return;
+	memset(&ign, 0, sizeof(ign));
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	if (sigaction(SIGPIPE, &ign, NULL) == 0)
+		netlog(n, RAFT_LOG_INFO,
+		       "msg=\"ignoring SIGPIPE\" reason=\"a peer that resets "
+		       "a connection must not kill the process\"");
+}
+
+/* The listener's and the sweep timer's close callback. */
 static void net_listener_closed_cb(uv_handle_t *h)
 {
 	struct rnet *n = h->data;
@@ -1083,6 +1193,7 @@ int rnet_start(uv_loop_t *loop, const struct rnet_options *o, rnet_recv_cb recv,
 	int salen = sizeof(sa);
 	struct rnet *n;
 	uv_os_fd_t ofd;
+	unsigned sweep_ms;
 	size_t i, k;
 	int rc, rv, fd;
 
@@ -1109,6 +1220,11 @@ int rnet_start(uv_loop_t *loop, const struct rnet_options *o, rnet_recv_cb recv,
 				  : RNET_DEFAULT_RECONNECT_MAX_MS;
 	if (n->reconnect_max_ms < n->reconnect_min_ms)
 		n->reconnect_max_ms = n->reconnect_min_ms;
+	n->handshake_timeout_ms = o->handshake_timeout_ms
+				      ? o->handshake_timeout_ms
+				      : RNET_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+	n->send_timeout_ms = o->send_timeout_ms ? o->send_timeout_ms
+						: RNET_DEFAULT_SEND_TIMEOUT_MS;
 	n->rng = o->seed ^ (o->self * 0x9e3779b97f4a7c15ull);
 	n->log = o->log;
 	n->log_data = o->log_data;
@@ -1145,6 +1261,14 @@ int rnet_start(uv_loop_t *loop, const struct rnet_options *o, rnet_recv_cb recv,
 	    0)
 		format_sockaddr((struct sockaddr *)&sa, n->bound_addr,
 				sizeof(n->bound_addr));
+
+	net_ignore_sigpipe(n);
+	uv_timer_init(loop, &n->sweep);
+	n->sweep.data = n;
+	n->pending++;
+	sweep_ms = n->handshake_timeout_ms / 4;
+	sweep_ms = sweep_ms < 10 ? 10 : sweep_ms > 1000 ? 1000 : sweep_ms;
+	uv_timer_start(&n->sweep, net_sweep_cb, sweep_ms, sweep_ms);
 
 	for (i = 0, k = 0; i < o->n_members; i++) {
 		struct peer *p;
@@ -1212,6 +1336,26 @@ static void msg_to_pb(const struct rnet *n, const struct raft_msg *m,
 	}
 }
 
+/* What a receiver would accept (see conn_handle_message). */
+static bool msg_valid(const struct raft_msg *m)
+{
+	size_t i;
+
+	if ((int)m->type < RAFT_MSG_APPEND ||
+	    (int)m->type > RAFT_MSG_TIMEOUT_NOW)
+		return false;
+	if (m->n_entries > 0 && m->entries == NULL)
+		return false;
+	for (i = 0; i < m->n_entries; i++) {
+		const struct raft_entry *e = &m->entries[i];
+		if (e->type != RAFT_ENTRY_COMMAND && e->type != RAFT_ENTRY_NOOP)
+			return false;
+		if (e->len > 0 && e->data == NULL)
+			return false;
+	}
+	return true;
+}
+
 int rnet_send(struct rnet *n, const struct raft_msg *m)
 {
 	Raftpb__Entry pe_small[8], *pp_small[8];
@@ -1226,6 +1370,8 @@ int rnet_send(struct rnet *n, const struct raft_msg *m)
 		return RAFT_ESHUTDOWN;
 	p = find_peer(n, m->to);
 	if (p == NULL)
+		return RAFT_EINVAL;
+	if (!msg_valid(m))
 		return RAFT_EINVAL;
 	if (p->state != PEER_UP)
 		return RAFT_EUNAVAIL;
@@ -1301,6 +1447,7 @@ void rnet_close(struct rnet *n, void (*cb)(void *arg), void *arg)
 	n->close_cb = cb;
 	n->close_arg = arg;
 	uv_close((uv_handle_t *)&n->listener, net_listener_closed_cb);
+	uv_close((uv_handle_t *)&n->sweep, net_listener_closed_cb);
 	for (i = 0; i < n->n_peers; i++) {
 		struct peer *p = &n->peers[i];
 		uv_close((uv_handle_t *)&p->timer, peer_timer_closed_cb);

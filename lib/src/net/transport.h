@@ -25,6 +25,9 @@
  *   - garbage, a truncated frame, a length over max_frame, an undecodable
  *     message or one of an unknown type: that connection is closed with one
  *     log line; every other connection carries on;
+ *   - a dial or an inbound connection that does not finish its handshake
+ *     within handshake_timeout_ms is closed; beyond RNET_MAX_UNHANDSHAKEN
+ *     such inbound connections, new ones are closed at once;
  *   - a slow or dead peer: its queue is bounded by max_queue_bytes; beyond
  *     that rnet_send() drops the message with RAFT_EBUSY. Nothing is queued
  *     for a peer that is not connected (RAFT_EUNAVAIL).
@@ -47,10 +50,16 @@
 #define RNET_MAGIC	      0x52414654u
 #define RNET_PROTOCOL_VERSION 1u
 
-#define RNET_DEFAULT_MAX_FRAME	      (64u * 1024 * 1024)
-#define RNET_DEFAULT_MAX_QUEUE	      (64u * 1024 * 1024)
-#define RNET_DEFAULT_RECONNECT_MIN_MS 50
-#define RNET_DEFAULT_RECONNECT_MAX_MS 2000
+#define RNET_DEFAULT_MAX_FRAME		  (64u * 1024 * 1024)
+#define RNET_DEFAULT_MAX_QUEUE		  (64u * 1024 * 1024)
+#define RNET_DEFAULT_RECONNECT_MIN_MS	  50
+#define RNET_DEFAULT_RECONNECT_MAX_MS	  2000
+#define RNET_DEFAULT_HANDSHAKE_TIMEOUT_MS 5000
+#define RNET_DEFAULT_SEND_TIMEOUT_MS	  10000
+
+/* Inbound connections still waiting for their handshake; more are closed at
+ * once, so that a flood of idle connections holds little memory. */
+#define RNET_MAX_UNHANDSHAKEN 64
 
 /* Longest client address carried in a handshake, including the NUL. */
 #define RNET_ADDR_MAX 64
@@ -70,6 +79,13 @@ struct rnet_options {
 	size_t max_queue_bytes; /* per peer; default 64 MiB */
 	unsigned reconnect_min_ms, reconnect_max_ms; /* default 50 / 2000 */
 	uint64_t seed;				     /* backoff jitter */
+	/* A dial, or an accepted connection, that has not completed its
+	 * handshake after this long is closed. Default 5000. */
+	unsigned handshake_timeout_ms;
+	/* Data written to a peer and not acknowledged by its kernel for this
+	 * long closes the connection (TCP_USER_TIMEOUT), so that a peer gone
+	 * behind a partition is noticed. Default 10000. */
+	unsigned send_timeout_ms;
 	raft_log_fn log;
 	void *log_data;
 };
@@ -85,8 +101,13 @@ typedef void (*rnet_peer_cb)(void *data, raft_id peer, bool connected,
 			     const char *peer_client_addr);
 
 /* Listen on o->listen_addr and start dialling every other member. o is
- * copied (strings and members included). Callbacks run on the loop thread
- * and may call rnet_send() and rnet_close().
+ * copied (strings and members included). Callbacks run on the loop thread,
+ * never from inside a call into the transport, and may call rnet_send() and
+ * rnet_close().
+ *
+ * If the process has left SIGPIPE at its default action, it is set to
+ * ignored (and logged): libuv writes sockets with writev(), so otherwise a
+ * peer that resets a connection could kill the process.
  *
  * Returns RAFT_OK, RAFT_EINVAL (bad options: self not a member, a member
  * twice, an address that does not parse, cluster_id 0), RAFT_EIO (could not
@@ -101,7 +122,8 @@ int rnet_start(uv_loop_t *loop, const struct rnet_options *o, rnet_recv_cb recv,
  *
  * Returns RAFT_OK, RAFT_EUNAVAIL (m->to is not connected: dropped),
  * RAFT_EBUSY (m->to's queue is full: dropped), RAFT_ETOOBIG (the encoded
- * message exceeds max_frame), RAFT_EINVAL (m->to is not a peer),
+ * message exceeds max_frame or max_queue_bytes), RAFT_EINVAL (m->to is not
+ * a peer, or m has a type or entry type outside the enums),
  * RAFT_ESHUTDOWN (rnet_close() was called) or RAFT_ENOMEM. A message that
  * was queued may still be lost if the connection fails: Raft retransmits. */
 int rnet_send(struct rnet *n, const struct raft_msg *m);
