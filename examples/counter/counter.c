@@ -41,7 +41,7 @@ struct counter {
 	char path[PATH_MAX];
 	char tmp[PATH_MAX];
 	_Atomic int64_t value;
-	raft_index applied; /* apply's alone once the node runs */
+	raft_index applied; /* written only by apply once the node runs */
 };
 
 /* The program: one node, its state machine, and stdin. */
@@ -66,7 +66,6 @@ struct app {
 
 /* One "add" waiting for its entry to be applied. */
 struct add_req {
-	struct app *app;
 	int64_t delta;
 };
 
@@ -255,7 +254,6 @@ static void cmd_add(struct app *app, const char *arg)
 		printf("add: error: out of memory\n");
 		return;
 	}
-	req->app = app;
 	req->delta = delta;
 	encode_delta(delta, buf);
 	rc = raft_node_propose(app->node, buf, sizeof(buf), on_added, req);
