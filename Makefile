@@ -213,7 +213,8 @@ DOCS_STRICT ?= 1
 docs:
 	@command -v doxygen >/dev/null || { \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q \
 			--no-install-recommends doxygen; }
 	@mkdir -p $(BUILD)/docs
 	(cat Doxyfile; echo "OUTPUT_DIRECTORY = $(BUILD)/docs"; \

@@ -3,14 +3,15 @@
 
 The headers are written in plain /* */ comments, so that they read well as
 C. Doxygen only reads /** */ blocks, so this filter, run on each header
-(INPUT_FILTER in Doxyfile), rewrites comments without changing line numbers:
+(FILTER_PATTERNS in Doxyfile), rewrites comments without changing line numbers:
 
 - the first comment of the file becomes the file's description (@file);
 - a comment that starts its own line and is directly followed by code
   becomes the documentation of that code (/**); when that code, up to the
-  next blank line, declares several things (a family of calls, a block of
-  defaults, related fields), the comment documents each of them (a Doxygen member group,
-  DISTRIBUTE_GROUP_DOC);
+  next blank line, declares several macros or fields (a block of defaults,
+  a pointer and its length), the comment documents each of them (a Doxygen
+  member group, DISTRIBUTE_GROUP_DOC). Functions are never grouped: each
+  public call needs its own comment;
 - a comment that follows code on its line documents that code (/**<);
 - a "Caveats:" comment standing alone joins the file's description;
 - any other comment followed by a blank line, or the end of the file, stays
@@ -61,7 +62,7 @@ def declaration_block(text, pos):
         return None
     stop = end.start() + 1
     block = text[pos:stop]
-    if '{' in block or '}' in block:
+    if '{' in block or '}' in block or 'RAFT_API' in block:
         return None
     if block.count(';') < 2 and len(DEFINE.findall(block)) < 2:
         return None
