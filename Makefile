@@ -77,7 +77,8 @@ PROGRAMS += $(BUILD)/bin/kvbench
 endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
-	install uninstall fmt clean bench docs tests bench-kv
+	install uninstall fmt clean bench docs tests bench-kv bench-log \
+	bench-node
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -235,6 +236,24 @@ $(BUILD)/bench/kv_apply: $(BUILD)/obj/bench/kv_apply.o $(STATIC_LIB)
 
 bench-kv: $(BUILD)/bench/kv_apply
 	$(BUILD)/bench/kv_apply
+
+# Failover time of an in-process three-node cluster (bench/node_failover.c).
+$(BUILD)/bench/node_failover: $(BUILD)/obj/bench/node_failover.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+bench-node: $(BUILD)/bench/node_failover
+	$(BUILD)/bench/node_failover
+
+# The durable log's benchmark; BENCH_DIR must be on a real disk (not tmpfs).
+BENCH_DIR ?= /var/tmp
+BENCH_SECONDS ?= 3
+$(BUILD)/bench/log_bench: $(BUILD)/obj/bench/log_bench.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+bench-log: $(BUILD)/bench/log_bench
+	$(BUILD)/bench/log_bench $(BENCH_DIR) $(BENCH_SECONDS)
 
 clean:
 	rm -rf build build-asan

@@ -12,7 +12,7 @@
  * request: served from this node's applied state at once, possibly stale.
  *
  * Data directory layout: DIR/cluster (cluster id and members), DIR/log/
- * (the Raft log), DIR/kv/ (the LMDB environment).
+ * (the Raft log), DIR/kv/ (the LMDB environment), DIR/LOCK.
  *
  * All callbacks run on the loop thread.
  */
@@ -52,8 +52,10 @@ RAFT_API void kv_config_init(struct kv_config *cfg);
  * callback.
  *
  * Returns RAFT_OK and *out, or the errors of raft_node_start() (RAFT_EINVAL,
- * RAFT_EMISMATCH, RAFT_ECORRUPT, RAFT_EIO, RAFT_ENOMEM), with errmsg (may be
- * NULL) saying what was wrong. Nothing is left running on error. */
+ * RAFT_EMISMATCH, RAFT_EBUSY, RAFT_ECORRUPT, RAFT_EIO, RAFT_ENOSPC,
+ * RAFT_ENOMEM), with errmsg (may be NULL) saying what was wrong. LMDB is
+ * opened only after the configuration checks pass. Nothing is left running
+ * on error (see raft_node_start() about running the loop once more). */
 RAFT_API int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 			   struct kv_store **out, char *errmsg, size_t errlen);
 

@@ -258,7 +258,11 @@ static int queue_write(struct rlog *l, void *p, size_t n)
 }
 
 /* Start a new segment for the record at index, of rec_size bytes. Rule 2
- * at the top: the current segment is durable first. */
+ * at the top: the current segment is durable first.
+ *
+ * TODO(log): the new segment is created here, on the write path (a few
+ * milliseconds each segment_size bytes); preparing the next one in the
+ * background would take that off the requests' latency. */
 static int roll_segment(struct rlog *l, raft_index index, size_t rec_size,
 			char *msg, size_t len)
 {
@@ -290,35 +294,51 @@ static int grow_segment(struct rlog *l, size_t rec_size, char *msg, size_t len)
 	return RAFT_OK;
 }
 
-/* Read the records of segment k from its start to find where index
- * begins. */
+/* Walk the record headers of segment k from its start, reading the file
+ * in windows of RLOG_SCAN_WINDOW bytes, to find where index begins. */
+#define RLOG_SCAN_WINDOW (256 * 1024)
+
 static int find_offset(struct rlog *l, int fd, size_t k, raft_index index,
 		       uint64_t *off, char *msg, size_t len)
 {
 	char name[RLOG_SEG_NAME_LEN];
-	uint8_t hdr[RLOG_REC_HDR];
 	struct rlog_rec r;
-	uint64_t pos = RLOG_SEG_HDR;
+	uint64_t pos = RLOG_SEG_HDR, wstart = 0, wlen = 0;
+	uint8_t *win = malloc(RLOG_SCAN_WINDOW);
+	int rc = RAFT_OK;
 
 	rlog_seg_name(name, l->segs[k].first, false);
+	if (win == NULL) {
+		snprintf(msg, len, "out of memory");
+		return RAFT_ENOMEM;
+	}
 	for (raft_index i = l->segs[k].first; i < index; i++) {
-		ssize_t n = pread(fd, hdr, sizeof(hdr), (off_t)pos);
-		if (n != (ssize_t)sizeof(hdr)) {
-			if (n >= 0)
-				errno = EIO;
-			return io_error(msg, len, l, name, "read");
+		if (pos < wstart || pos + RLOG_REC_HDR > wstart + wlen) {
+			ssize_t n =
+			    pread(fd, win, RLOG_SCAN_WINDOW, (off_t)pos);
+			if (n < RLOG_REC_HDR) {
+				if (n >= 0)
+					errno = EIO;
+				rc = io_error(msg, len, l, name, "read");
+				break;
+			}
+			wstart = pos;
+			wlen = (uint64_t)n;
 		}
-		if (!rlog_rec_decode(hdr, &r) || r.index != i) {
+		if (!rlog_rec_decode(win + (pos - wstart), &r) ||
+		    r.index != i) {
 			snprintf(msg, len,
 				 "%s/%s: offset %" PRIu64 ": record %" PRIu64
 				 " unreadable while truncating",
 				 l->dir, name, pos, i);
-			return RAFT_ECORRUPT;
+			rc = RAFT_ECORRUPT;
+			break;
 		}
 		pos += rlog_rec_size(r.len);
 	}
+	free(win);
 	*off = pos;
-	return RAFT_OK;
+	return rc;
 }
 
 /* Drop every stored entry at and after index (rule 3 at the top). */
