@@ -203,7 +203,7 @@ static int cmd_put(struct kv_client_sync *s, const struct kvctl_opts *o,
 
 	if (strcmp(value, "-") == 0) {
 		if (read_stdin(KV_CLIENT_MAX_FRAME, &buf, &len) != 0)
-			return EXIT_USAGE;
+			return EXIT_REJECTED;
 		value = buf;
 	} else {
 		len = strlen(value);
@@ -268,6 +268,9 @@ static void status_json(struct kv_client_sync *s,
 			       (unsigned long long)st->peers[j].id);
 			cli_json_string(stdout, st->peers[j].addr,
 					strlen(st->peers[j].addr));
+			printf(",\"client_addr\":");
+			cli_json_string(stdout, st->peers[j].client_addr,
+					strlen(st->peers[j].client_addr));
 			printf(",\"match\":%llu,\"connected\":%s}",
 			       (unsigned long long)st->peers[j].match,
 			       st->peers[j].connected ? "true" : "false");

@@ -15,7 +15,7 @@
  * there (adding the address to its endpoints if it is new) and sends the
  * request again. A refused or failed connection, or "not leader" without a
  * hint, moves to the next endpoint. Once every endpoint has failed in a
- * row, retries wait (50 ms, doubling to 1 s) until the request's deadline.
+ * row, retries wait (25 ms, doubling to 250 ms) until the request's deadline.
  *
  * Outcome of a write. A write is sent again only when it certainly did not
  * take effect: it was never written to a socket, or a node answered "not
@@ -72,7 +72,8 @@ RAFT_API void kv_client_config_init(struct kv_client_config *cfg);
 /* What a node reported about one peer. */
 struct kv_client_peer {
 	uint64_t id;
-	char addr[KV_CLIENT_ADDR_MAX];
+	char addr[KV_CLIENT_ADDR_MAX];	      /* peer address */
+	char client_addr[KV_CLIENT_ADDR_MAX]; /* "" when unknown */
 	uint64_t match;
 	bool connected;
 };
@@ -87,6 +88,7 @@ struct kv_client_node_status {
 	uint64_t commit;
 	uint64_t applied;
 	uint64_t last_index;
+	bool failed; /* the node stopped after a storage failure */
 	size_t n_peers;
 	struct kv_client_peer peers[RAFT_MAX_PEERS];
 };

@@ -37,8 +37,8 @@
 #include "net/frame.h"
 #include "proto/kv.pb-c.h"
 
-#define BACKOFF_MIN_MS 50
-#define BACKOFF_MAX_MS 1000
+#define BACKOFF_MIN_MS 25
+#define BACKOFF_MAX_MS 250
 
 /* ---- Intrusive lists ------------------------------------------------------
  */
@@ -712,10 +712,14 @@ static void copy_status(struct kv_client_node_status *st,
 	st->commit = m->commit;
 	st->applied = m->applied;
 	st->last_index = m->last_index;
+	st->failed = m->failed;
 	for (i = 0; i < m->n_peers && i < RAFT_MAX_PEERS; i++) {
 		st->peers[i].id = m->peers[i]->id;
 		snprintf(st->peers[i].addr, sizeof(st->peers[i].addr), "%s",
 			 m->peers[i]->addr);
+		snprintf(st->peers[i].client_addr,
+			 sizeof(st->peers[i].client_addr), "%s",
+			 m->peers[i]->client_addr);
 		st->peers[i].match = m->peers[i]->match;
 		st->peers[i].connected = m->peers[i]->connected;
 	}
