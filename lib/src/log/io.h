@@ -21,8 +21,10 @@ struct rlog_io {
 	int (*unlinkat)(int dirfd, const char *name);
 };
 
-/* The table in use; starts as rlog_io_default. Swap it only while no log is
- * open. */
+/* The table in use; starts as rlog_io_default. Change it while no log is
+ * open, or on the loop thread between requests: rlog_write() takes the
+ * queue's lock after the change and the worker takes it before its next
+ * batch, which orders the two. */
 extern struct rlog_io rlog_io;
 extern const struct rlog_io rlog_io_default;
 
