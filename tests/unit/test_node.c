@@ -994,6 +994,7 @@ static int test_fsm_apply(struct raft_fsm *fsm, const struct raft_entry *e,
 }
 
 struct solo {
+	int failed_status; /* from the failed callback, 0 until then */
 	uv_loop_t loop;
 	char dir[64];
 	struct raft_member member;
@@ -1009,6 +1010,14 @@ static bool solo_leads(void *arg)
 
 	raft_node_status(s->node, &st);
 	return st.role == RAFT_LEADER;
+}
+
+static void solo_failed(void *data, int status)
+{
+	struct solo *s = data;
+
+	ck_assert_int_eq(s->failed_status, 0);
+	s->failed_status = status;
 }
 
 static void solo_start(struct solo *s, int port, bool with_log)
@@ -1036,6 +1045,8 @@ static void solo_start(struct solo *s, int port, bool with_log)
 		cfg.log = log_hook;
 		cfg.log_data = &s->log;
 	}
+	cfg.failed = solo_failed;
+	cfg.failed_data = s;
 	rc = raft_node_start(&s->loop, &cfg, &s->node, errmsg, sizeof(errmsg));
 	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
 	ck_assert(run_until(&s->loop, solo_leads, s, DEADLINE_MS));
@@ -1167,9 +1178,9 @@ START_TEST(test_read_after_write_is_ready_at_its_index)
 END_TEST
 
 /* A state machine that fails to apply stops the node: the pending
- * proposals fail with RAFT_EIO, later requests with RAFT_ESHUTDOWN, the
- * status says failed, and the log hook gets an error line saying what to
- * do. */
+ * proposals fail with RAFT_EIO, the failed callback runs once, later
+ * requests fail with RAFT_ESHUTDOWN, the status says failed, and the log
+ * hook gets an error line saying what to do. */
 START_TEST(test_apply_failure_stops_the_node)
 {
 	struct proposal_wait p[3];
@@ -1189,6 +1200,7 @@ START_TEST(test_apply_failure_stops_the_node)
 	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
 	ck_assert_int_eq(p[0].status, RAFT_EIO);
 	ck_assert_int_eq(p[1].status, RAFT_EIO);
+	ck_assert_int_eq(s.failed_status, RAFT_EIO);
 	ck_assert_int_eq(raft_node_status(s.node, &st), RAFT_OK);
 	ck_assert(st.failed);
 	ck_assert_int_eq(raft_node_propose(s.node, "x", 1, propose_cb, &p[2]),

@@ -647,7 +647,11 @@ void node_fail(struct raft_node *n, int rc, const char *what)
 		  "error=\"%s\" detail=\"%s\" action=\"%s\"",
 		  (unsigned long long)n->cfg.id, what, raft_strerror(rc),
 		  detail != NULL ? detail : "-", fail_advice(what, rc));
-	node_fail_pending(n, rc == RAFT_ENOMEM ? RAFT_EIO : rc);
+	rc = rc == RAFT_ENOMEM ? RAFT_EIO : rc;
+	node_fail_pending(n, rc);
+	if (n->cfg.failed != NULL && n->state == NODE_FAILED) {
+		n->cfg.failed(n->cfg.failed_data, rc);
+	}
 }
 
 void node_run_free(struct raft_node *n)
