@@ -228,7 +228,9 @@ static int lock_dir(struct raft_node *n, char *errmsg, size_t errlen)
 }
 
 /* Members of the stored cluster become the peer table; the listen address
- * defaults to this node's member address. */
+ * defaults to this node's member address.
+ * TODO(node): membership changes (learners, then joint consensus) need the
+ * core's support first; until then the member list is fixed at bootstrap. */
 static int setup_peers(struct raft_node *n, const struct raft_node_config *cfg,
 		       char *errmsg, size_t errlen)
 {
