@@ -3,6 +3,7 @@
  * (ports 22000-22999), with their data in temporary directories. Every wait
  * runs the loop until a condition holds or a deadline passes. */
 #include <check.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "libraft/kv.h"
 #include "libraft/node.h"
+#include "log/io.h"
 
 #define N_NODES	    3
 #define DEADLINE_MS 10000
@@ -950,6 +952,55 @@ START_TEST(test_full_store_stops_the_node)
 }
 END_TEST
 
+static int failing_fdatasync(int fd)
+{
+	(void)fd;
+	errno = EIO;
+	return -1;
+}
+
+static void note_failed(void *data, int status)
+{
+	*(int *)data = status;
+}
+
+/* A log that cannot sync stops the node (fail-stop): the write fails with
+ * RAFT_EIO, the failed callback runs, later writes fail with
+ * RAFT_ESHUTDOWN, and the error line names the log and the failed call. */
+START_TEST(test_log_sync_failure_stops_the_node)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct write_wait w = {false, 0, 0};
+	struct raft_node_status st;
+	char errmsg[512];
+	int failed = 0, rc;
+
+	cluster_init(&c, 1, 22170);
+	store_config(&c, 0, &cfg);
+	cfg.node.failed = note_failed;
+	cfg.node.failed_data = &failed;
+	rc = kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg));
+	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	wait_leader(&c);
+	ck_assert_int_eq(put_sync(&c, 0, "before", "ok").status, RAFT_OK);
+
+	rlog_io.fdatasync = failing_fdatasync;
+	w = put_sync(&c, 0, "after", "lost");
+	rlog_io = rlog_io_default;
+	ck_assert_int_eq(w.status, RAFT_EIO);
+	ck_assert_int_eq(failed, RAFT_EIO);
+	ck_assert_int_eq(kv_store_status(c.stores[0], &st), RAFT_OK);
+	ck_assert(st.failed);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[0], "k", 1, "v", 1, write_cb, &w),
+	    RAFT_ESHUTDOWN);
+	ck_assert_ptr_nonnull(strstr(c.logs[0].text, "cause=log_write"));
+	ck_assert_ptr_nonnull(strstr(c.logs[0].text, "fdatasync"));
+	cluster_stop(&c);
+}
+END_TEST
+
 /* Level 1: a node with a caller-supplied state machine */
 
 /* A state machine that records commands as strings and fails on "fail". */
@@ -1278,6 +1329,7 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, test_burst_of_writes_is_acknowledged_in_order);
 	tcase_add_test(tc, test_isolated_node_serves_only_serializable_reads);
 	tcase_add_test(tc, test_full_store_stops_the_node);
+	tcase_add_test(tc, test_log_sync_failure_stops_the_node);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fsm");
