@@ -54,6 +54,7 @@ struct sim_node {
 	unsigned phase; /* tick offset within a tick's units */
 	uint64_t restarts;
 	uint64_t down_until; /* restart time while crashed */
+	uint64_t crash_at;   /* a crash scheduled by the nemesis; 0: none */
 	/* Durable: what survives a crash. */
 	raft_term d_term;
 	raft_id d_vote;
@@ -128,7 +129,14 @@ struct sim {
 	unsigned p_drop, p_dup, p_long;			/* per mille */
 	unsigned disk_max; /* max disk latency in units */
 	bool faults;	   /* faults may happen now */
-	uint64_t heal_at;  /* when the current cut heals */
+	bool vote_crash; /* nemesis: crash voters before the vote is durable */
+	bool churn;	 /* nemesis: crash or isolate leaders often */
+	bool fig8;	 /* nemesis: the Figure 8 script (sim_world.c) */
+	int f8_state;
+	raft_id f8_a, f8_c;
+	bool f8_cut[SIM_MAX_NODES + 1];
+	uint64_t f8_deadline;
+	uint64_t heal_at; /* when the current cut heals */
 
 	/* Checks. */
 	raft_id *leaders; /* by term */

@@ -32,6 +32,16 @@ static bool op_acked(const struct sim *s, uint64_t op)
 	return false;
 }
 
+static bool op_pending(const struct sim *s, uint64_t op)
+{
+	for (size_t i = 0; i < s->n_pending; i++) {
+		if (s->pending[i].op == op) {
+			return true;
+		}
+	}
+	return false;
+}
+
 static void run_ticks(struct sim *s, uint64_t ticks)
 {
 	uint64_t end = s->now + ticks * SIM_UNITS_PER_TICK;
@@ -58,8 +68,10 @@ static void check_liveness(struct sim *s)
 			return;
 		}
 		l = sim_leader(s);
-		if (l != NULL && (marker == 0 || at != l->id ||
-				  s->nodes[at - 1].r == NULL)) {
+		/* Propose again if the leader changed or the write's
+		 * outcome became unknown (its node crashed). */
+		if (l != NULL &&
+		    (marker == 0 || at != l->id || !op_pending(s, marker))) {
 			if (sim_propose(s, l) == RAFT_OK) {
 				marker = s->next_op;
 				at = l->id;
@@ -85,6 +97,7 @@ static bool run_seed(uint64_t seed, bool verbose, const char *argv0,
 		/* Heal: no more faults, everyone back. */
 		s.faults = false;
 		memset(s.cut, 0, sizeof(s.cut));
+		memset(s.f8_cut, 0, sizeof(s.f8_cut));
 		s.heal_at = 0;
 		s.disk_max = 1 + sim_below(&s, 10);
 		for (size_t i = 0; i < s.n; i++) {
