@@ -362,6 +362,35 @@ START_TEST(test_new_log_is_empty)
 }
 END_TEST
 
+/* Files left by an interrupted metadata write, segment creation or spare
+ * preparation are removed at open; other files are left alone. */
+START_TEST(test_leftover_temporary_files_are_removed_at_open)
+{
+	struct fx f;
+	const char *names[] = {"meta.tmp", "spare.7.tmp",
+			       "00000000000000000009.seg.tmp", "README"};
+	char path[160];
+
+	fx_init(&f, 4096);
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s", f.dir, names[i]);
+		FILE *fp = fopen(path, "w");
+		ck_assert_ptr_nonnull(fp);
+		fputs("junk", fp);
+		fclose(fp);
+	}
+	fx_open(&f);
+	ck_assert_uint_eq(f.ld.n_entries, 0);
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", f.dir, names[i]);
+		ck_assert_int_ne(access(path, F_OK), 0);
+	}
+	snprintf(path, sizeof(path), "%s/README", f.dir);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	fx_done(&f);
+}
+END_TEST
+
 /* Term, vote and entries written are what the next open loads. */
 START_TEST(test_written_state_reads_back_after_reopen)
 {
@@ -1461,6 +1490,7 @@ static Suite *log_suite(void)
 
 	tc = add_case(s, "basic", 30);
 	tcase_add_test(tc, test_new_log_is_empty);
+	tcase_add_test(tc, test_leftover_temporary_files_are_removed_at_open);
 	tcase_add_test(tc, test_written_state_reads_back_after_reopen);
 	tcase_add_test(tc, test_records_round_trip_across_segment_boundaries);
 	tcase_add_test(tc, test_record_larger_than_a_segment_is_stored);

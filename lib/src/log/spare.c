@@ -16,6 +16,10 @@
  * it and publishes the descriptor ->
  * the worker takes it with rlog_spare_take() at the next segment change.
  *
+ * TODO(log): once snapshots compact the log, rename deleted segments into
+ * spares instead of writing zeros again (their blocks are already written);
+ * that halves the bytes written.
+ *
  * Failure modes: any error (ENOSPC included) just leaves no spare; the
  * worker then creates the segment with fallocate, and that path reports
  * errors to the requests. A leftover spare.N.tmp (crash, close during
