@@ -37,10 +37,9 @@
 
 #define SPARE_STEP (1024 * 1024)
 
-/* How far ahead of the active segment's fill the spare's zeros may be,
- * in 1/1024ths: the spare is whole when the segment is three quarters
- * full. */
-#define SPARE_LEAD    256
+/* The spare's zeros may reach 4/3 of the active segment's fill: the spare
+ * is whole when the segment is three quarters full, and a log that does
+ * not grow costs one step of zeros, not a whole segment. */
 #define SPARE_POLL_NS (10 * 1000 * 1000)
 
 /* Wait until the zeros may reach off + n of a spare of size bytes, keeping
@@ -55,7 +54,8 @@ static bool pace(struct rlog *l, uint64_t off, uint64_t size)
 		unsigned fill =
 		    atomic_load_explicit(&l->fill, memory_order_relaxed);
 		stop = l->prep_stop;
-		if (stop || off * 1024 <= (uint64_t)(fill + SPARE_LEAD) * size)
+		if (stop || off == 0 ||
+		    off * 1024 * 3 <= (uint64_t)fill * size * 4)
 			break;
 		uv_cond_timedwait(&l->prep_cond, &l->mu, SPARE_POLL_NS);
 	}
