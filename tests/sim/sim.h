@@ -3,7 +3,10 @@
  * The world owns the clock (10 time units per tick), a network that drops,
  * delays, reorders, duplicates and partitions messages, one disk per node
  * whose writes complete in order after a random latency, and crashes that
- * lose every write not yet complete. A seed determines everything. After
+ * lose every write not yet complete. Per seed, nemeses may also target
+ * the dangerous moments: crash a voter before its vote is durable, crash or
+ * cut off leaders often, or play the Figure 8 script (sim_world.c). A seed
+ * determines everything. After
  * every event (delivery, disk completion, tick, client request, fault) the
  * checks in sim_check.c run on what changed:
  *
