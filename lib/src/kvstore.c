@@ -18,10 +18,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "kv/kvsm.h"
 #include "libraft/kv.h"
+#include "node/node.h"
 
 /* A get waiting for its read index, or for the deferred timer. */
 struct kv_get {
@@ -40,7 +40,10 @@ struct kv_put {
 
 struct kv_store {
 	uv_loop_t *loop;
-	struct kvsm *sm;
+	char sm_dir[4096]; /* DIR/kv */
+	struct kvsm_options sm_options;
+	char sm_errmsg[512];
+	struct kvsm *sm; /* opened by fsm_applied() */
 	struct raft_fsm fsm;
 	struct raft_node *node;
 	uv_timer_t deferred_timer;
@@ -60,11 +63,23 @@ void kv_config_init(struct kv_config *cfg)
 
 /* The state machine, as the node sees it */
 
+/* Called once by raft_node_start(), after it has locked the data directory
+ * and checked the cluster configuration: only then is LMDB opened, so a
+ * refused start touches nothing and two stores never share a map. */
 static int fsm_applied(struct raft_fsm *fsm, raft_index *index)
 {
 	struct kv_store *s = fsm->data;
 	raft_term term;
+	int rc;
 
+	if (s->sm == NULL) {
+		rc = kvsm_open(s->sm_dir, &s->sm_options, &s->sm, s->sm_errmsg,
+			       sizeof(s->sm_errmsg));
+		if (rc != RAFT_OK) {
+			s->sm = NULL;
+			return rc;
+		}
+	}
 	return kvsm_applied(s->sm, index, &term);
 }
 
@@ -97,32 +112,6 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_entry *entries,
 
 /* Open and close */
 
-static int open_sm(const struct kv_config *cfg, struct kv_store *s,
-		   char *errmsg, size_t errlen)
-{
-	struct kvsm_options o;
-	char dir[4096];
-
-	if (cfg->node.data_dir == NULL || cfg->node.data_dir[0] == '\0') {
-		snprintf(errmsg ? errmsg : dir, errmsg ? errlen : sizeof(dir),
-			 "a data directory is required");
-		return RAFT_EINVAL;
-	}
-	snprintf(dir, sizeof(dir), "%s/kv", cfg->node.data_dir);
-	/* The node creates the data directory too; kvsm needs it first. */
-	mkdir(cfg->node.data_dir, 0755);
-	memset(&o, 0, sizeof(o));
-	o.map_size = cfg->map_size;
-	o.max_map_size = cfg->max_map_size;
-	/* Syncing LMDB too is not needed for durability (every committed
-	 * entry is in the Raft log first, and the applied index lives in the
-	 * same transaction, so a lost transaction is replayed on restart), but
-	 * without it a crash on a file system that reorders writes may
-	 * corrupt the map. One sync per applied batch is the price. */
-	o.no_sync = cfg->node.no_sync;
-	return kvsm_open(dir, &o, &s->sm, errmsg, errlen);
-}
-
 int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 		  struct kv_store **out, char *errmsg, size_t errlen)
 {
@@ -138,10 +127,15 @@ int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 		return RAFT_ENOMEM;
 	}
 	s->loop = loop;
-	rc = open_sm(cfg, s, errmsg, errlen);
-	if (rc != RAFT_OK) {
-		goto err_store;
+	if (cfg->node.data_dir != NULL) {
+		snprintf(s->sm_dir, sizeof(s->sm_dir), "%s/kv",
+			 cfg->node.data_dir);
 	}
+	s->sm_options.map_size = cfg->map_size;
+	s->sm_options.max_map_size = cfg->max_map_size;
+	/* Durable per applied batch (docs/adr/0005); no_sync for benchmarks
+	 * only, as for the log. */
+	s->sm_options.no_sync = cfg->node.no_sync;
 	s->fsm.data = s;
 	s->fsm.applied = fsm_applied;
 	s->fsm.apply = fsm_apply;
@@ -149,16 +143,20 @@ int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 	nc.fsm = &s->fsm;
 	rc = raft_node_start(loop, &nc, &s->node, errmsg, errlen);
 	if (rc != RAFT_OK) {
-		goto err_sm;
+		goto err_store;
 	}
 	uv_timer_init(loop, &s->deferred_timer);
 	s->deferred_timer.data = s;
 	*out = s;
 	return RAFT_OK;
 
-err_sm:
-	kvsm_close(s->sm);
 err_store:
+	if (s->sm_errmsg[0] != '\0' && errmsg != NULL) {
+		snprintf(errmsg, errlen, "%s", s->sm_errmsg);
+	}
+	if (s->sm != NULL) {
+		kvsm_close(s->sm);
+	}
 	free(s);
 	return rc;
 }
@@ -248,7 +246,9 @@ static int propose(struct kv_store *s, void *cmd, size_t len, kv_write_cb cb,
 static int check_key(struct kv_store *s, const void *key, size_t klen,
 		     bool have_cb)
 {
-	if (s->closing) {
+	/* A failed node serves nothing, not even local reads: its state
+	 * machine may be what failed. */
+	if (s->closing || s->node->state != NODE_RUNNING) {
 		return RAFT_ESHUTDOWN;
 	}
 	if (key == NULL || klen == 0 || !have_cb) {
@@ -302,6 +302,9 @@ int kv_store_del(struct kv_store *s, const void *key, size_t klen,
 
 /* Reads */
 
+/* TODO(kv-store): a get of a page not in memory blocks the loop thread for
+ * a disk read (docs/adr/0002); serve gets from the thread pool once a
+ * benchmark shows it matters. */
 static void answer_get(struct kv_get *g)
 {
 	struct kvsm_meta m;
@@ -335,6 +338,16 @@ static void read_ready(void *arg, int status, raft_index index)
 	answer_get(g);
 }
 
+/* What a queued get gets once the store cannot serve it: the node's own
+ * failure, as its pending requests got, or RAFT_ESHUTDOWN when closing. */
+static int stopped_status(const struct kv_store *s)
+{
+	if (s->closing || s->node->state != NODE_FAILED) {
+		return RAFT_ESHUTDOWN;
+	}
+	return s->node->fail_rc == RAFT_ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+}
+
 static void deferred_cb(uv_timer_t *t)
 {
 	struct kv_store *s = t->data;
@@ -345,8 +358,8 @@ static void deferred_cb(uv_timer_t *t)
 	while (g != NULL) {
 		struct kv_get *next = g->next;
 
-		if (s->closing) {
-			g->cb(g->arg, RAFT_ESHUTDOWN, NULL, 0, NULL);
+		if (s->closing || s->node->state != NODE_RUNNING) {
+			g->cb(g->arg, stopped_status(s), NULL, 0, NULL);
 			free(g);
 		} else {
 			answer_get(g);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log/format.h"
+#include "log/internal.h"
 #include "log/io.h"
 #include "log/log.h"
 
@@ -89,10 +90,32 @@ static void free_entries(struct raft_entry *e, size_t n)
 	free(e);
 }
 
+/* Every test's directory lives under one base directory per test case,
+ * made and removed by the parent process, so that a failing test leaves
+ * nothing behind either. */
+static char base_dir[32];
+
+static int rm_entry(const char *path, const struct stat *st, int flag,
+		    struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void base_setup(void)
+{
+	snprintf(base_dir, sizeof(base_dir), "/tmp/test_log.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(base_dir));
+}
+
+static void base_teardown(void)
+{
+	nftw(base_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void fx_init(struct fx *f, size_t segment_size)
 {
 	memset(f, 0, sizeof(*f));
-	snprintf(f->dir, sizeof(f->dir), "/tmp/test_log.XXXXXX");
+	snprintf(f->dir, sizeof(f->dir), "%s/log.XXXXXX", base_dir);
 	ck_assert_ptr_nonnull(mkdtemp(f->dir));
 	ck_assert_int_eq(uv_loop_init(&f->loop), 0);
 	f->segment_size = segment_size;
@@ -127,12 +150,6 @@ static void fx_close(struct fx *f)
 	while (!done)
 		uv_run(&f->loop, UV_RUN_ONCE);
 	f->log = NULL;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag,
-		    struct FTW *ftw)
-{
-	return remove(path);
 }
 
 static void fx_done(struct fx *f)
@@ -345,6 +362,35 @@ START_TEST(test_new_log_is_empty)
 }
 END_TEST
 
+/* Files left by an interrupted metadata write, segment creation or spare
+ * preparation are removed at open; other files are left alone. */
+START_TEST(test_leftover_temporary_files_are_removed_at_open)
+{
+	struct fx f;
+	const char *names[] = {"meta.tmp", "spare.7.tmp",
+			       "00000000000000000009.seg.tmp", "README"};
+	char path[160];
+
+	fx_init(&f, 4096);
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s", f.dir, names[i]);
+		FILE *fp = fopen(path, "w");
+		ck_assert_ptr_nonnull(fp);
+		fputs("junk", fp);
+		fclose(fp);
+	}
+	fx_open(&f);
+	ck_assert_uint_eq(f.ld.n_entries, 0);
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", f.dir, names[i]);
+		ck_assert_int_ne(access(path, F_OK), 0);
+	}
+	snprintf(path, sizeof(path), "%s/README", f.dir);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	fx_done(&f);
+}
+END_TEST
+
 /* Term, vote and entries written are what the next open loads. */
 START_TEST(test_written_state_reads_back_after_reopen)
 {
@@ -453,6 +499,61 @@ START_TEST(test_queued_requests_complete_in_submission_order)
 	fx_close(&f);
 	fx_open(&f);
 	check_loaded(&f, 1, N, term_one);
+	fx_done(&f);
+}
+END_TEST
+
+static bool spare_ready(struct rlog *l)
+{
+	bool ready;
+
+	uv_mutex_lock(&l->mu);
+	ready = l->spare_fd >= 0;
+	uv_mutex_unlock(&l->mu);
+	return ready;
+}
+
+static size_t spares_used(struct rlog *l)
+{
+	size_t n;
+
+	uv_mutex_lock(&l->mu);
+	n = l->spares_used;
+	uv_mutex_unlock(&l->mu);
+	return n;
+}
+
+/* Wait (polling, with a deadline) until the log has a spare ready. */
+static void wait_spare(struct fx *f)
+{
+	uint64_t deadline = uv_hrtime() + 10 * 1000000000ull;
+
+	while (!spare_ready(f->log)) {
+		ck_assert_msg(uv_hrtime() < deadline, "no spare after 10 s");
+		uv_sleep(1);
+	}
+}
+
+/* Segments made from prepared spares hold their records like any other,
+ * and no spare file outlives the log. */
+START_TEST(test_segments_from_spares_round_trip)
+{
+	struct fx f;
+	char cmd[160];
+
+	fx_init(&f, 65536);
+	fx_open(&f);
+	ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
+	for (raft_index i = 1; i <= 2000; i += 100) {
+		wait_spare(&f);
+		ck_assert_int_eq(fx_append(&f, i, 100, 1), RAFT_OK);
+	}
+	ck_assert_uint_ge(spares_used(f.log), 3);
+	fx_close(&f);
+	snprintf(cmd, sizeof(cmd), "ls %s | grep -q spare", f.dir);
+	ck_assert_int_ne(system(cmd), 0);
+	fx_open(&f);
+	check_loaded(&f, 1, 2000, term_one);
 	fx_done(&f);
 }
 END_TEST
@@ -1068,6 +1169,7 @@ START_TEST(test_failed_fdatasync_fails_requests_and_stays_failed)
 	int counter = 0;
 
 	fx_init(&f, 0);
+	rlog_io.no_spare = true; /* no other thread reads the table */
 	fx_open(&f);
 	ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
 	ck_assert_int_eq(fx_append(&f, 1, 10, 1), RAFT_OK);
@@ -1089,6 +1191,7 @@ START_TEST(test_failed_fdatasync_fails_requests_and_stays_failed)
 		      rlog_failure(f.log));
 
 	rlog_io = rlog_io_default; /* the disk is fine again: no retry */
+	rlog_io.no_spare = true;
 	ck_assert_int_eq(fx_append(&f, 14, 1, 1), RAFT_EIO);
 	ck_assert_int_eq(fx_set_hard_state(&f, 2, 0), RAFT_EIO);
 	fx_close(&f);
@@ -1112,6 +1215,7 @@ START_TEST(test_enospc_fails_with_enospc_and_loses_nothing_durable)
 		struct fx f;
 
 		fx_init(&f, 4096);
+		rlog_io.no_spare = true; /* the next segment needs fallocate */
 		fx_open(&f);
 		ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
 		ck_assert_int_eq(fx_append(&f, 1, 10, 1), RAFT_OK);
@@ -1154,6 +1258,7 @@ START_TEST(test_failed_metadata_write_stores_no_entry_of_the_request)
 	struct pending p = {.counter = &counter};
 
 	fx_init(&f, 0);
+	rlog_io.no_spare = true; /* no other thread reads the table */
 	fx_open(&f);
 	ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
 	ck_assert_int_eq(fx_append(&f, 1, 10, 1), RAFT_OK);
@@ -1176,27 +1281,225 @@ START_TEST(test_failed_metadata_write_stores_no_entry_of_the_request)
 }
 END_TEST
 
+/* ---- interrupted truncation ----------------------------------------- */
+
+enum io_kind {
+	IO_UNLINK,
+	IO_FSYNC,
+	IO_FTRUNCATE,
+	IO_FALLOCATE,
+	IO_PWRITEV,
+	IO_FDATASYNC,
+	IO_KINDS
+};
+
+static const char *const io_kind_name[IO_KINDS] = {
+    "unlink", "fsync", "ftruncate", "fallocate", "pwritev", "fdatasync"};
+static enum io_kind fail_kind;
+static int fail_countdown = -1; /* the call that fails; -1: none */
+
+static bool should_fail(enum io_kind k)
+{
+	if (k != fail_kind || fail_countdown < 0)
+		return false;
+	if (fail_countdown-- > 0)
+		return false;
+	errno = EIO;
+	return true;
+}
+
+static int nth_unlinkat(int dirfd, const char *name)
+{
+	return should_fail(IO_UNLINK) ? -1
+				      : rlog_io_default.unlinkat(dirfd, name);
+}
+
+static int nth_fsync(int fd)
+{
+	return should_fail(IO_FSYNC) ? -1 : rlog_io_default.fsync(fd);
+}
+
+static int nth_ftruncate(int fd, off_t len)
+{
+	return should_fail(IO_FTRUNCATE) ? -1
+					 : rlog_io_default.ftruncate(fd, len);
+}
+
+static int nth_fallocate(int fd, off_t off, off_t len)
+{
+	return should_fail(IO_FALLOCATE)
+		   ? -1
+		   : rlog_io_default.fallocate(fd, off, len);
+}
+
+static ssize_t nth_pwritev(int fd, const struct iovec *iov, int n, off_t off)
+{
+	return should_fail(IO_PWRITEV)
+		   ? -1
+		   : rlog_io_default.pwritev(fd, iov, n, off);
+}
+
+static int nth_fdatasync(int fd)
+{
+	return should_fail(IO_FDATASYNC) ? -1 : rlog_io_default.fdatasync(fd);
+}
+
+/* Entries 30.. of term 1 or 2 (old or new), matching their payloads. */
+static void check_old_or_new(const struct fx *f, const char *what)
+{
+	uint8_t want[512];
+
+	ck_assert_msg(f->ld.n_entries >= 29, "%s: %zu entries", what,
+		      f->ld.n_entries);
+	for (size_t i = 0; i < f->ld.n_entries; i++) {
+		const struct raft_entry *e = &f->ld.entries[i];
+		raft_term t = e->term;
+		ck_assert_uint_eq(e->index, i + 1);
+		ck_assert_msg(t == 1 || (t == 2 && e->index >= 30),
+			      "%s: %" PRIu64 " has term %" PRIu64, what,
+			      e->index, t);
+		for (size_t j = 0; j < e->len; j++)
+			want[j] = payload_byte(e->index, t, j);
+		ck_assert_uint_eq(e->len, payload_len(e->index));
+		ck_assert(memcmp(e->data, want, e->len) == 0);
+	}
+}
+
+/* A truncation that stops at any of its steps (each system call failing
+ * in turn, as a crash there would) leaves a log that opens, holds entries
+ * 1..29 untouched and, after them, old or new entries only. */
+START_TEST(test_truncation_stopped_at_any_step_leaves_a_log_that_opens)
+{
+	for (int k = 0; k < IO_KINDS; k++) {
+		for (int n = 0;; n++) {
+			struct fx f;
+			char what[64];
+			int rc;
+
+			snprintf(what, sizeof(what), "%s #%d", io_kind_name[k],
+				 n);
+			fx_init(&f, 4096);
+			rlog_io.no_spare = true; /* only the worker's calls */
+			fx_fill(&f, 100);
+			fx_open(&f);
+			ck_assert_int_eq(fx_set_hard_state(&f, 2, 0), RAFT_OK);
+			rlog_io.no_spare = true;
+			rlog_io.unlinkat = nth_unlinkat;
+			rlog_io.fsync = nth_fsync;
+			rlog_io.ftruncate = nth_ftruncate;
+			rlog_io.fallocate = nth_fallocate;
+			rlog_io.pwritev = nth_pwritev;
+			rlog_io.fdatasync = nth_fdatasync;
+			fail_kind = (enum io_kind)k;
+			fail_countdown = n;
+			rc = fx_append(&f, 30, 5, 2);
+			fail_countdown = -1;
+			fx_close(&f);
+			fx_open(&f);
+			check_old_or_new(&f, what);
+			ck_assert_int_eq(
+			    fx_append(&f, f.ld.n_entries + 1, 1,
+				      f.ld.entries[f.ld.n_entries - 1].term),
+			    RAFT_OK);
+			fx_done(&f);
+			if (rc == RAFT_OK)
+				break; /* fewer than n + 1 such calls */
+			ck_assert_int_eq(rc, RAFT_EIO);
+		}
+	}
+}
+END_TEST
+
+/* Non-zero garbage in place of the last record, with nothing valid in it,
+ * is a torn tail too. */
+START_TEST(test_garbage_after_the_last_good_record_is_cut)
+{
+	struct fx f;
+	char name[64], path[160];
+	size_t size, offs[64], n;
+	uint8_t *img;
+	unsigned seed = 7;
+
+	fx_init(&f, 4096);
+	fx_fill(&f, 60);
+	segment_name(f.dir, false, name, sizeof(name));
+	snprintf(path, sizeof(path), "%s/%s", f.dir, name);
+	img = read_whole(path, &size);
+	n = record_offsets(img, size, offs, 64);
+	for (size_t i = offs[n - 1]; i < offs[n - 1] + 700 && i < size; i++)
+		img[i] = (uint8_t)rand_r(&seed);
+	write_whole(path, img, size);
+	free(img);
+	fx_open(&f);
+	check_loaded(&f, 1, 59, term_one);
+	ck_assert_msg(strstr(f.ld.notice, name) != NULL, "%s", f.ld.notice);
+	fx_done(&f);
+}
+END_TEST
+
+/* No-op entries with empty payloads round-trip. */
+START_TEST(test_empty_noop_entries_round_trip)
+{
+	struct fx f;
+	struct raft_entry e[2] = {
+	    {.term = 1, .index = 1, .type = RAFT_ENTRY_NOOP},
+	    {.term = 1, .index = 2, .type = RAFT_ENTRY_COMMAND}};
+	struct rlog_req req = {.entries = e,
+			       .n_entries = 2,
+			       .cb = pending_cb,
+			       .set_hard_state = true,
+			       .term = 1};
+	int counter = 0;
+	struct pending p = {.counter = &counter};
+
+	fx_init(&f, 0);
+	fx_open(&f);
+	req.data = &p;
+	ck_assert_int_eq(rlog_write(f.log, &req), RAFT_OK);
+	wait_all(&f, &p, 1);
+	ck_assert_int_eq(p.status, RAFT_OK);
+	fx_close(&f);
+	fx_open(&f);
+	ck_assert_uint_eq(f.ld.n_entries, 2);
+	ck_assert_uint_eq(f.ld.entries[0].type, RAFT_ENTRY_NOOP);
+	ck_assert_uint_eq(f.ld.entries[0].len, 0);
+	ck_assert_ptr_null(f.ld.entries[0].data);
+	ck_assert_uint_eq(f.ld.entries[1].type, RAFT_ENTRY_COMMAND);
+	ck_assert_uint_eq(f.ld.entries[1].len, 0);
+	fx_done(&f);
+}
+END_TEST
+
+static TCase *add_case(Suite *s, const char *name, int timeout)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
+	tcase_set_timeout(tc, timeout);
+	suite_add_tcase(s, tc);
+	return tc;
+}
+
 static Suite *log_suite(void)
 {
 	Suite *s = suite_create("log");
-	TCase *tc = tcase_create("format");
+	TCase *tc = add_case(s, "format", 10);
 
 	tcase_add_test(tc, test_crc32c_matches_the_standard_check_value);
 	tcase_add_test(tc, test_record_header_round_trips_and_detects_a_flip);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("basic");
-	tcase_set_timeout(tc, 30);
+	tc = add_case(s, "basic", 30);
 	tcase_add_test(tc, test_new_log_is_empty);
+	tcase_add_test(tc, test_leftover_temporary_files_are_removed_at_open);
 	tcase_add_test(tc, test_written_state_reads_back_after_reopen);
 	tcase_add_test(tc, test_records_round_trip_across_segment_boundaries);
 	tcase_add_test(tc, test_record_larger_than_a_segment_is_stored);
 	tcase_add_test(tc, test_queued_requests_complete_in_submission_order);
 	tcase_add_test(tc, test_bad_requests_are_refused);
-	suite_add_tcase(s, tc);
+	tcase_add_test(tc, test_empty_noop_entries_round_trip);
+	tcase_add_test(tc, test_segments_from_spares_round_trip);
 
-	tc = tcase_create("damage");
-	tcase_set_timeout(tc, 60);
+	tc = add_case(s, "damage", 60);
 	tcase_add_test(tc,
 		       test_torn_tail_at_every_byte_of_the_last_record_is_cut);
 	tcase_add_test(tc, test_flipped_bit_in_a_middle_record_is_corruption);
@@ -1204,10 +1507,9 @@ static Suite *log_suite(void)
 	tcase_add_test(tc, test_flipped_bit_in_a_segment_header_is_corruption);
 	tcase_add_test(tc, test_flipped_bit_in_the_metadata_file_is_corruption);
 	tcase_add_test(tc, test_missing_metadata_with_entries_is_corruption);
-	suite_add_tcase(s, tc);
+	tcase_add_test(tc, test_garbage_after_the_last_good_record_is_cut);
 
-	tc = tcase_create("truncation");
-	tcase_set_timeout(tc, 30);
+	tc = add_case(s, "truncation", 30);
 	tcase_add_test(tc, test_truncate_then_append_replaces_the_suffix);
 	tcase_add_test(tc,
 		       test_truncation_queued_behind_appends_applies_in_order);
@@ -1215,23 +1517,20 @@ static Suite *log_suite(void)
 	    tc, test_truncation_at_segment_starts_and_at_the_first_entry);
 	tcase_add_test(tc,
 		       test_compaction_deletes_whole_segments_below_the_index);
-	suite_add_tcase(s, tc);
+	tcase_add_test(
+	    tc, test_truncation_stopped_at_any_step_leaves_a_log_that_opens);
 
-	tc = tcase_create("crash");
-	tcase_set_timeout(tc, 60);
+	tc = add_case(s, "crash", 60);
 	tcase_add_test(tc,
 		       test_log_after_kill_holds_everything_reported_durable);
-	suite_add_tcase(s, tc);
 
-	tc = tcase_create("failure");
-	tcase_set_timeout(tc, 30);
+	tc = add_case(s, "failure", 30);
 	tcase_add_test(tc,
 		       test_failed_fdatasync_fails_requests_and_stays_failed);
 	tcase_add_test(tc,
 		       test_enospc_fails_with_enospc_and_loses_nothing_durable);
 	tcase_add_test(
 	    tc, test_failed_metadata_write_stores_no_entry_of_the_request);
-	suite_add_tcase(s, tc);
 	return s;
 }
 

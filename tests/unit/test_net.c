@@ -4,6 +4,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,12 @@ static int free_port(void)
 	port = ntohs(sa.sin_port);
 	close(fd);
 	return port;
+}
+
+/* A signal handler that does nothing. */
+static void tick_sig(int sig)
+{
+	(void)sig;
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -381,6 +388,24 @@ static int raw_listen(struct fixture *f, size_t idx)
 	return lfd;
 }
 
+/* The first frame on r is a well-formed Handshake from node id. */
+static void assert_dialler_handshake(struct raw *r, raft_id id)
+{
+	Raftpb__Handshake *hs = raw_answer(r);
+	char client[RNET_ADDR_MAX];
+
+	snprintf(client, sizeof(client), "client-%llu:80",
+		 (unsigned long long)id);
+	ck_assert_ptr_nonnull(hs);
+	ck_assert_uint_eq(hs->magic, RNET_MAGIC);
+	ck_assert_uint_eq(hs->version, RNET_PROTOCOL_VERSION);
+	ck_assert_uint_eq(hs->cluster_id, CLUSTER);
+	ck_assert_uint_eq(hs->node_id, id);
+	ck_assert_str_eq(hs->client_addr, client);
+	ck_assert_str_eq(hs->error, "");
+	raftpb__handshake__free_unpacked(hs, NULL);
+}
+
 /* Node 2 still gets messages through from node 1 (and back). */
 static void assert_still_serving(struct fixture *f, uint64_t context)
 {
@@ -492,6 +517,46 @@ START_TEST(test_two_transports_exchange_messages_both_ways)
 	ck_assert_int_eq(log_count(&f.nodes[1], "msg=\"peer connected\" "
 						"peer=2"),
 			 1);
+	fx_fini(&f);
+}
+END_TEST
+
+/* Whether this machine can bind ::1 (some containers run without IPv6). */
+static bool have_ipv6_loopback(void)
+{
+	struct sockaddr_in6 sa = {.sin6_family = AF_INET6};
+	int fd = socket(AF_INET6, SOCK_STREAM, 0);
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	sa.sin6_addr = in6addr_loopback;
+	ok = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Members named by host name are resolved (asynchronously, on every dial)
+ * and connect like numeric ones; an IPv6 literal in brackets works too. */
+START_TEST(test_host_names_and_ipv6_addresses_connect)
+{
+	struct fixture f;
+	int port;
+
+	fx_init(&f, 3);
+	port = atoi(strrchr(f.members[0].addr, ':') + 1);
+	snprintf(f.members[0].addr, sizeof(f.members[0].addr), "localhost:%d",
+		 port);
+	port = atoi(strrchr(f.members[1].addr, ':') + 1);
+	if (have_ipv6_loopback())
+		snprintf(f.members[1].addr, sizeof(f.members[1].addr),
+			 "[::1]:%d", port);
+	node_start(&f, 1);
+	node_start(&f, 2);
+	WAIT_FOR(&f, connected_pair(&f, 1, 2));
+	ck_assert(connected_pair(&f, 1, 2));
+	ck_assert_str_eq(rnet_listen_addr(f.nodes[2].net), f.members[1].addr);
+	assert_still_serving(&f, 1);
 	fx_fini(&f);
 }
 END_TEST
@@ -719,7 +784,8 @@ START_TEST(test_reconnects_after_peer_restart)
 END_TEST
 
 /* Sending to a peer that is not connected drops the message at once with
- * RAFT_EUNAVAIL and queues nothing; sending to a non-peer is an error. */
+ * RAFT_EUNAVAIL and queues nothing; sending to a non-peer, or a message of
+ * no known type, is an error. */
 START_TEST(test_send_to_dead_peer_queues_nothing)
 {
 	struct fixture f;
@@ -734,6 +800,9 @@ START_TEST(test_send_to_dead_peer_queues_nothing)
 		uv_run(&f.loop, UV_RUN_NOWAIT);
 		ck_assert_uint_eq(rnet_queued_bytes(f.nodes[1].net, 2), 0);
 	}
+	m.type = 0; /* not a message type: refused before anything else */
+	ck_assert_int_eq(rnet_send(f.nodes[1].net, &m), RAFT_EINVAL);
+	m.type = RAFT_MSG_APPEND;
 	m.to = 1;
 	ck_assert_int_eq(rnet_send(f.nodes[1].net, &m), RAFT_EINVAL);
 	m.to = 9;
@@ -767,6 +836,7 @@ START_TEST(test_queue_to_stalled_peer_stays_within_bound)
 	ck_assert_int_ge(r.fd, 0);
 	WAIT_FOR(&f, raw_has_frame(&r));
 	ck_assert(raw_has_frame(&r));
+	assert_dialler_handshake(&r, 1);
 	hs.magic = RNET_MAGIC;
 	hs.version = RNET_PROTOCOL_VERSION;
 	hs.cluster_id = CLUSTER;
@@ -918,6 +988,118 @@ START_TEST(test_dial_to_silent_listener_times_out_and_retries)
 }
 END_TEST
 
+/* The dialler checks the answer: one from a node other than the member it
+ * dialled, or one carrying a refusal, fails the dial with one log line per
+ * new reason, and the peer is never reported up. */
+START_TEST(test_dialler_refuses_answer_from_wrong_node)
+{
+	Raftpb__Handshake hs = RAFTPB__HANDSHAKE__INIT;
+	struct fixture f;
+	struct raw r = {.fd = -1};
+	int lfd;
+
+	fx_init(&f, 3);
+	lfd = raw_listen(&f, 1); /* "node 2" */
+	node_start(&f, 1);
+	WAIT_FOR(&f, (r.fd = accept(lfd, NULL, NULL)) >= 0);
+	ck_assert_int_ge(r.fd, 0);
+	WAIT_FOR(&f, raw_has_frame(&r));
+	assert_dialler_handshake(&r, 1);
+	send_handshake(&r, RNET_MAGIC, RNET_PROTOCOL_VERSION, CLUSTER, 3);
+	WAIT_FOR(&f, raw_poll(&r));
+	ck_assert(r.eof);
+	ck_assert_int_eq(log_count(&f.nodes[1], "msg=\"peer handshake "
+						"failed\" peer=2"),
+			 1);
+	ck_assert_int_eq(log_count(&f.nodes[1], "reason=\"answered as node "
+						"3\""),
+			 1);
+
+	/* The retry is refused with a reason that tries to forge log fields;
+	 * it is logged (a new reason) with the dangerous bytes replaced. */
+	raw_close(&r);
+	memset(&r, 0, sizeof(r));
+	WAIT_FOR(&f, (r.fd = accept(lfd, NULL, NULL)) >= 0);
+	ck_assert_int_ge(r.fd, 0);
+	WAIT_FOR(&f, raw_has_frame(&r));
+	hs.magic = RNET_MAGIC;
+	hs.version = RNET_PROTOCOL_VERSION;
+	hs.cluster_id = CLUSTER;
+	hs.node_id = 2;
+	hs.error = "no\" level=error\n";
+	send_pb(&r, &hs.base);
+	WAIT_FOR(&f, raw_poll(&r));
+	ck_assert(r.eof);
+	ck_assert_int_eq(log_count(&f.nodes[1], "reason=\"no? level=error?\""),
+			 1);
+	ck_assert_int_eq(f.nodes[1].n_up, 0);
+	fx_fini(&f);
+	raw_close(&r);
+	close(lfd);
+}
+END_TEST
+
+/* A new handshake from a peer replaces that peer's older inbound connection,
+ * which is closed: a peer has only one outbound connection. */
+START_TEST(test_new_connection_from_peer_replaces_old_one)
+{
+	struct fixture f;
+	struct raw a, b;
+	Raftpb__Handshake *hs;
+
+	start_pair(&f);
+	raw_connect(&a, f.members[0].addr);
+	send_handshake(&a, RNET_MAGIC, RNET_PROTOCOL_VERSION, CLUSTER, 3);
+	WAIT_FOR(&f, raw_has_frame(&a));
+	hs = raw_answer(&a);
+	ck_assert_ptr_nonnull(hs);
+	ck_assert_str_eq(hs->error, "");
+	ck_assert_uint_eq(hs->node_id, 1);
+	ck_assert_str_eq(hs->client_addr, "client-1:80");
+	raftpb__handshake__free_unpacked(hs, NULL);
+	ck_assert_str_eq(rnet_peer_client_addr(f.nodes[1].net, 3), "raw:1");
+
+	raw_connect(&b, f.members[0].addr);
+	send_handshake(&b, RNET_MAGIC, RNET_PROTOCOL_VERSION, CLUSTER, 3);
+	WAIT_FOR(&f, raw_poll(&a));
+	ck_assert(a.eof);
+	ck_assert(!raw_poll(&b));
+	ck_assert_int_eq(log_count(&f.nodes[1], "msg=\"replaced peer "
+						"connection\" peer=3"),
+			 1);
+	raw_close(&a);
+	raw_close(&b);
+	assert_still_serving(&f, 7);
+	fx_fini(&f);
+}
+END_TEST
+
+/* Starting a transport in a process that left SIGPIPE at its default
+ * action ignores the signal (a reset peer must not kill the process) and
+ * says so; a disposition the program chose is left alone. */
+START_TEST(test_start_ignores_default_sigpipe)
+{
+	struct sigaction sa;
+	struct fixture f;
+
+	signal(SIGPIPE, SIG_DFL);
+	fx_init(&f, 2);
+	node_start(&f, 1);
+	ck_assert_int_eq(sigaction(SIGPIPE, NULL, &sa), 0);
+	ck_assert(sa.sa_handler == SIG_IGN);
+	ck_assert_int_eq(log_count(&f.nodes[1], "msg=\"ignoring SIGPIPE\""), 1);
+	node_stop(&f, 1);
+
+	signal(SIGPIPE, tick_sig);
+	node_start(&f, 1);
+	ck_assert_int_eq(sigaction(SIGPIPE, NULL, &sa), 0);
+	ck_assert(sa.sa_handler == tick_sig);
+	ck_assert_int_eq(log_count(&f.nodes[1], "msg=\"ignoring SIGPIPE\""), 1);
+	signal(SIGPIPE, SIG_IGN);
+	fx_fini(&f);
+}
+END_TEST
+
 /* Bad options are refused with a message; a busy address is an I/O error. */
 START_TEST(test_start_refuses_bad_options)
 {
@@ -964,6 +1146,7 @@ static Suite *net_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_two_transports_exchange_messages_both_ways);
 	tcase_add_test(tc, test_burst_of_messages_arrives_in_order);
+	tcase_add_test(tc, test_host_names_and_ipv6_addresses_connect);
 	tcase_add_test(
 	    tc, test_bad_handshakes_are_refused_and_good_peer_still_served);
 	tcase_add_test(
@@ -976,6 +1159,9 @@ static Suite *net_suite(void)
 	tcase_add_test(tc, test_close_from_inside_recv_callback);
 	tcase_add_test(tc, test_silent_connections_are_closed);
 	tcase_add_test(tc, test_dial_to_silent_listener_times_out_and_retries);
+	tcase_add_test(tc, test_dialler_refuses_answer_from_wrong_node);
+	tcase_add_test(tc, test_new_connection_from_peer_replaces_old_one);
+	tcase_add_test(tc, test_start_ignores_default_sigpipe);
 	tcase_add_test(tc, test_start_refuses_bad_options);
 	suite_add_tcase(s, tc);
 	return s;

@@ -3,6 +3,7 @@
  * (ports 22000-22999), with their data in temporary directories. Every wait
  * runs the loop until a condition holds or a deadline passes. */
 #include <check.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "libraft/kv.h"
 #include "libraft/node.h"
+#include "log/io.h"
 
 #define N_NODES	    3
 #define DEADLINE_MS 10000
@@ -87,6 +89,7 @@ struct cluster {
 	struct raft_member members[N_NODES];
 	struct kv_store *stores[N_NODES];
 	struct log_sink logs[N_NODES];
+	unsigned read_timeout_ms; /* 0: the default */
 };
 
 static void make_members(struct cluster *c)
@@ -110,6 +113,7 @@ static void store_config(struct cluster *c, size_t i, struct kv_config *cfg)
 	cfg->node.n_members = c->n;
 	cfg->node.log = log_hook;
 	cfg->node.log_data = &c->logs[i];
+	cfg->node.read_timeout_ms = c->read_timeout_ms;
 	cfg->map_size = 1 << 20;
 }
 
@@ -567,6 +571,39 @@ START_TEST(test_restart_with_conflicting_members_is_refused)
 }
 END_TEST
 
+/* A damaged cluster file is reported as RAFT_ECORRUPT naming the file,
+ * and is left as it was. */
+START_TEST(test_damaged_cluster_file_is_refused)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	char errmsg[512], path[128], back[64];
+	FILE *f;
+	int rc;
+
+	cluster_init(&c, 1, 22160);
+	open_store(&c, 0);
+	close_store(&c, 0);
+	snprintf(path, sizeof(path), "%s/cluster", c.dirs[0]);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("libraft-cluster 1\ncluster_id=7\nmember=one two\n", f);
+	fclose(f);
+
+	store_config(&c, 0, &cfg);
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(errmsg, path));
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(back, sizeof(back), f));
+	ck_assert_str_eq(back, "libraft-cluster 1\n");
+	fclose(f);
+	cluster_stop(&c);
+}
+END_TEST
+
 /* Bad configurations are refused with RAFT_EINVAL and a message, and leave
  * nothing running. */
 START_TEST(test_bad_config_is_refused)
@@ -611,6 +648,40 @@ START_TEST(test_bad_config_is_refused)
 	    kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg)),
 	    RAFT_EINVAL);
 	ck_assert_ptr_null(s);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A second store on a data directory in use is refused with RAFT_EBUSY
+ * and touches nothing; a store whose peer address is taken is refused
+ * with RAFT_EIO and leaves nothing open on the loop. */
+START_TEST(test_busy_data_dir_and_peer_addr_are_refused)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	char errmsg[512], other[64];
+	int rc;
+
+	cluster_init(&c, 3, 22140);
+	open_store(&c, 0);
+
+	store_config(&c, 0, &cfg);
+	cfg.node.peer_addr = "127.0.0.1:22149";
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_EBUSY);
+	ck_assert_ptr_nonnull(strstr(errmsg, "in use by another node"));
+	ck_assert_ptr_null(s);
+
+	snprintf(other, sizeof(other), "/tmp/libraft-node-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(other));
+	store_config(&c, 1, &cfg);
+	cfg.node.data_dir = other;
+	cfg.node.peer_addr = c.members[0].addr;
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_EIO);
+	ck_assert_ptr_null(s);
+	remove_dir(other);
 	cluster_stop(&c);
 }
 END_TEST
@@ -725,9 +796,511 @@ START_TEST(test_role_changes_are_logged)
 	cluster_start(&c, 3, 22110);
 	l = wait_leader(&c);
 	ck_assert_ptr_nonnull(
-	    strstr(c.logs[l].text, "1 event=state_change id="));
+	    strstr(c.logs[l].text, "1 msg=\"state changed\" id="));
 	ck_assert_ptr_nonnull(strstr(c.logs[l].text, "role=leader"));
 	cluster_stop(&c);
+}
+END_TEST
+
+struct burst {
+	struct write_wait w[300];
+	size_t n_done;
+	uint64_t last_index;
+	bool in_order;
+};
+
+struct burst_item {
+	struct burst *b;
+	size_t i;
+};
+
+static void burst_cb(void *arg, int status, uint64_t index)
+{
+	struct burst_item *it = arg;
+	struct burst *b = it->b;
+
+	write_cb(&b->w[it->i], status, index);
+	if (it->i != b->n_done || index <= b->last_index) {
+		b->in_order = false;
+	}
+	b->last_index = index;
+	b->n_done++;
+}
+
+static bool burst_done(void *arg)
+{
+	struct burst *b = arg;
+
+	return b->n_done == sizeof(b->w) / sizeof(b->w[0]);
+}
+
+/* Writes issued together are batched, acknowledged in the order they were
+ * issued at increasing indexes, and all of them reach the followers. */
+START_TEST(test_burst_of_writes_is_acknowledged_in_order)
+{
+	static struct burst b;
+	static struct burst_item items[300];
+	struct cluster c;
+	struct read_wait r;
+	char key[32];
+	size_t n = sizeof(b.w) / sizeof(b.w[0]);
+	int l;
+
+	cluster_start(&c, 3, 22120);
+	l = wait_leader(&c);
+	memset(&b, 0, sizeof(b));
+	b.in_order = true;
+	for (size_t i = 0; i < n; i++) {
+		items[i].b = &b;
+		items[i].i = i;
+		snprintf(key, sizeof(key), "key-%zu", i);
+		ck_assert_int_eq(kv_store_put(c.stores[l], key, strlen(key),
+					      key, strlen(key), burst_cb,
+					      &items[i]),
+				 RAFT_OK);
+	}
+	ck_assert(run_until(&c.loop, burst_done, &b, DEADLINE_MS));
+	ck_assert(b.in_order);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_int_eq(b.w[i].status, RAFT_OK);
+	}
+	r = get_sync(&c, ((size_t)l + 1) % c.n, "key-299", false);
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_str_eq(r.val, "key-299");
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A node cut off from the rest still serves serializable reads of what it
+ * applied, while a linearizable read fails instead of hanging. */
+START_TEST(test_isolated_node_serves_only_serializable_reads)
+{
+	struct cluster c;
+	struct write_wait w;
+	struct read_wait r;
+	size_t f;
+	int l, rc;
+
+	cluster_init(&c, 3, 22130);
+	c.read_timeout_ms = 1000;
+	for (size_t i = 0; i < c.n; i++) {
+		open_store(&c, i);
+	}
+	l = wait_leader(&c);
+	w = put_sync(&c, (size_t)l, "k", "v");
+	ck_assert_int_eq(w.status, RAFT_OK);
+	f = ((size_t)l + 1) % c.n;
+	wait_applied(&c, f, w.index);
+	for (size_t i = 0; i < c.n; i++) {
+		if (i != f) {
+			close_store(&c, i);
+		}
+	}
+	r = get_sync(&c, f, "k", true);
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_str_eq(r.val, "v");
+
+	memset(&r, 0, sizeof(r));
+	rc = kv_store_get(c.stores[f], "k", 1, false, read_cb, &r);
+	if (rc == RAFT_OK) {
+		ck_assert(run_until(&c.loop, flag_set, &r.done, DEADLINE_MS));
+		rc = r.status;
+	}
+	ck_assert_msg(rc == RAFT_ETIMEDOUT || rc == RAFT_ELEADERLOST ||
+			  rc == RAFT_ENOTLEADER,
+		      "linearizable read without a leader: %s",
+		      raft_strerror(rc));
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A store whose map cannot hold a write stops: the write fails with
+ * RAFT_ENOSPC, the status says failed, later writes fail with
+ * RAFT_ESHUTDOWN, and the log hook gets one error line. */
+START_TEST(test_full_store_stops_the_node)
+{
+	static char big[KV_MAX_VALUE];
+	struct cluster c;
+	struct kv_config cfg;
+	struct write_wait w = {false, 0, 0};
+	struct raft_node_status st;
+	char errmsg[512];
+	int l, rc;
+
+	cluster_init(&c, 1, 22150);
+	store_config(&c, 0, &cfg);
+	cfg.map_size = 256 * 1024;
+	cfg.max_map_size = 256 * 1024;
+	rc = kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg));
+	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	l = wait_leader(&c);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[l], "k", 1, big, sizeof(big), write_cb, &w),
+	    RAFT_OK);
+	ck_assert(run_until(&c.loop, flag_set, &w.done, DEADLINE_MS));
+	ck_assert_int_eq(w.status, RAFT_ENOSPC);
+	ck_assert_int_eq(kv_store_status(c.stores[l], &st), RAFT_OK);
+	ck_assert(st.failed);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[l], "k", 1, "v", 1, write_cb, &w),
+	    RAFT_ESHUTDOWN);
+	ck_assert_int_eq(kv_store_get(c.stores[l], "k", 1, true, read_cb, NULL),
+			 RAFT_ESHUTDOWN);
+	ck_assert_ptr_nonnull(
+	    strstr(c.logs[l].text, "3 msg=\"node stopped after a failure\""));
+	cluster_stop(&c);
+}
+END_TEST
+
+static int failing_fdatasync(int fd)
+{
+	(void)fd;
+	errno = EIO;
+	return -1;
+}
+
+static void note_failed(void *data, int status)
+{
+	*(int *)data = status;
+}
+
+/* A log that cannot sync stops the node (fail-stop): the write fails with
+ * RAFT_EIO, the failed callback runs, later writes fail with
+ * RAFT_ESHUTDOWN, and the error line names the log and the failed call. */
+START_TEST(test_log_sync_failure_stops_the_node)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct write_wait w = {false, 0, 0};
+	struct raft_node_status st;
+	char errmsg[512];
+	int failed = 0, rc;
+
+	cluster_init(&c, 1, 22170);
+	store_config(&c, 0, &cfg);
+	cfg.node.failed = note_failed;
+	cfg.node.failed_data = &failed;
+	rc = kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg));
+	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	wait_leader(&c);
+	ck_assert_int_eq(put_sync(&c, 0, "before", "ok").status, RAFT_OK);
+
+	rlog_io.fdatasync = failing_fdatasync;
+	w = put_sync(&c, 0, "after", "lost");
+	rlog_io = rlog_io_default;
+	ck_assert_int_eq(w.status, RAFT_EIO);
+	ck_assert_int_eq(failed, RAFT_EIO);
+	ck_assert_int_eq(kv_store_status(c.stores[0], &st), RAFT_OK);
+	ck_assert(st.failed);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[0], "k", 1, "v", 1, write_cb, &w),
+	    RAFT_ESHUTDOWN);
+	ck_assert_ptr_nonnull(strstr(c.logs[0].text, "cause=log_write"));
+	ck_assert_ptr_nonnull(strstr(c.logs[0].text, "fdatasync"));
+	cluster_stop(&c);
+}
+END_TEST
+
+/* Level 1: a node with a caller-supplied state machine */
+
+/* A state machine that records commands as strings and fails on "fail". */
+struct test_fsm {
+	struct raft_fsm fsm;
+	raft_index applied;
+	uint64_t n_commands;
+};
+
+static int test_fsm_applied(struct raft_fsm *fsm, raft_index *index)
+{
+	struct test_fsm *t = fsm->data;
+
+	*index = t->applied;
+	return RAFT_OK;
+}
+
+static int test_fsm_apply(struct raft_fsm *fsm, const struct raft_entry *e,
+			  size_t n, struct raft_fsm_result *results)
+{
+	struct test_fsm *t = fsm->data;
+
+	for (size_t i = 0; i < n; i++) {
+		char *copy;
+
+		ck_assert_uint_eq(e[i].index, t->applied + 1);
+		t->applied = e[i].index;
+		if (e[i].type != RAFT_ENTRY_COMMAND) {
+			continue;
+		}
+		if (e[i].len == 4 && memcmp(e[i].data, "fail", 4) == 0) {
+			return RAFT_EIO;
+		}
+		copy = malloc(e[i].len + 1);
+		ck_assert_ptr_nonnull(copy);
+		memcpy(copy, e[i].data, e[i].len);
+		copy[e[i].len] = '\0';
+		results[i].value = ++t->n_commands;
+		results[i].ptr = copy;
+	}
+	return RAFT_OK;
+}
+
+struct solo {
+	int failed_status; /* from the failed callback, 0 until then */
+	uv_loop_t loop;
+	char dir[64];
+	struct raft_member member;
+	struct test_fsm fsm;
+	struct raft_node *node;
+	struct log_sink log;
+};
+
+static bool solo_leads(void *arg)
+{
+	struct solo *s = arg;
+	struct raft_node_status st;
+
+	raft_node_status(s->node, &st);
+	return st.role == RAFT_LEADER;
+}
+
+static void solo_failed(void *data, int status)
+{
+	struct solo *s = data;
+
+	ck_assert_int_eq(s->failed_status, 0);
+	s->failed_status = status;
+}
+
+static void solo_start(struct solo *s, int port, bool with_log)
+{
+	struct raft_node_config cfg;
+	char errmsg[256];
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	ck_assert_int_eq(uv_loop_init(&s->loop), 0);
+	snprintf(s->dir, sizeof(s->dir), "/tmp/libraft-node-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(s->dir));
+	s->member.id = 1;
+	snprintf(s->member.addr, sizeof(s->member.addr), "127.0.0.1:%d", port);
+	s->fsm.fsm.data = &s->fsm;
+	s->fsm.fsm.applied = test_fsm_applied;
+	s->fsm.fsm.apply = test_fsm_apply;
+	raft_node_config_init(&cfg);
+	cfg.id = 1;
+	cfg.data_dir = s->dir;
+	cfg.members = &s->member;
+	cfg.n_members = 1;
+	cfg.fsm = &s->fsm.fsm;
+	if (with_log) {
+		cfg.log = log_hook;
+		cfg.log_data = &s->log;
+	}
+	cfg.failed = solo_failed;
+	cfg.failed_data = s;
+	rc = raft_node_start(&s->loop, &cfg, &s->node, errmsg, sizeof(errmsg));
+	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	ck_assert(run_until(&s->loop, solo_leads, s, DEADLINE_MS));
+}
+
+static void solo_stop(struct solo *s)
+{
+	struct close_wait w = {false};
+
+	raft_node_close(s->node, closed_cb, &w);
+	ck_assert(run_until(&s->loop, flag_set, &w.done, DEADLINE_MS));
+	uv_run(&s->loop, UV_RUN_NOWAIT);
+	ck_assert_int_eq(uv_loop_close(&s->loop), 0);
+	remove_dir(s->dir);
+}
+
+struct proposal_wait {
+	bool done;
+	int status;
+	raft_index index;
+	uint64_t value;
+	char text[16];
+	int *order; /* callbacks seen so far, shared */
+	int seen_at;
+};
+
+static void propose_cb(void *arg, int status, raft_index index,
+		       struct raft_fsm_result *result)
+{
+	struct proposal_wait *p = arg;
+
+	p->done = true;
+	p->status = status;
+	p->index = index;
+	p->seen_at = (*p->order)++;
+	if (status == RAFT_OK) {
+		p->value = result->value;
+		snprintf(p->text, sizeof(p->text), "%s",
+			 (const char *)result->ptr);
+		free(result->ptr);
+	} else {
+		ck_assert_ptr_null(result);
+	}
+}
+
+static bool all_done(void *arg)
+{
+	struct proposal_wait *p = arg;
+
+	for (; p->order != NULL; p++) {
+		if (!p->done) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Proposals are applied in log order and each proposer receives its own
+ * entry's result, with the pointer the state machine allocated. */
+START_TEST(test_proposers_get_their_own_results_in_order)
+{
+	static const char *cmds[] = {"a", "bb", "ccc"};
+	struct proposal_wait p[4];
+	struct solo s;
+	int order = 0;
+
+	solo_start(&s, 22200, true);
+	memset(p, 0, sizeof(p));
+	for (int i = 0; i < 3; i++) {
+		p[i].order = &order;
+		ck_assert_int_eq(raft_node_propose(s.node, cmds[i],
+						   strlen(cmds[i]), propose_cb,
+						   &p[i]),
+				 RAFT_OK);
+		ck_assert(!p[i].done);
+	}
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(p[i].status, RAFT_OK);
+		ck_assert_int_eq(p[i].seen_at, i);
+		ck_assert_uint_eq(p[i].value, (uint64_t)i + 1);
+		ck_assert_str_eq(p[i].text, cmds[i]);
+		if (i > 0) {
+			ck_assert_uint_eq(p[i].index, p[i - 1].index + 1);
+		}
+	}
+	solo_stop(&s);
+}
+END_TEST
+
+struct node_read_wait {
+	bool done;
+	int status;
+	raft_index index;
+};
+
+static void node_read_cb(void *arg, int status, raft_index index)
+{
+	struct node_read_wait *r = arg;
+
+	r->done = true;
+	r->status = status;
+	r->index = index;
+}
+
+/* A read issued after a write is acknowledged is ready at an index that
+ * includes the write. */
+START_TEST(test_read_after_write_is_ready_at_its_index)
+{
+	struct proposal_wait p[2];
+	struct node_read_wait r = {false, 0, 0};
+	struct solo s;
+	int order = 0;
+
+	solo_start(&s, 22210, true);
+	memset(p, 0, sizeof(p));
+	p[0].order = &order;
+	ck_assert_int_eq(raft_node_propose(s.node, "w", 1, propose_cb, &p[0]),
+			 RAFT_OK);
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	ck_assert_int_eq(raft_node_read(s.node, node_read_cb, &r), RAFT_OK);
+	ck_assert(!r.done);
+	ck_assert(run_until(&s.loop, flag_set, &r.done, DEADLINE_MS));
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_uint_ge(r.index, p[0].index);
+	ck_assert_uint_ge(s.fsm.applied, r.index);
+	solo_stop(&s);
+}
+END_TEST
+
+/* A state machine that fails to apply stops the node: the pending
+ * proposals fail with RAFT_EIO, the failed callback runs once, later
+ * requests fail with RAFT_ESHUTDOWN, the status says failed, and the log
+ * hook gets an error line saying what to do. */
+START_TEST(test_apply_failure_stops_the_node)
+{
+	struct proposal_wait p[3];
+	struct node_read_wait r = {false, 0, 0};
+	struct raft_node_status st;
+	struct solo s;
+	int order = 0;
+
+	solo_start(&s, 22220, true);
+	memset(p, 0, sizeof(p));
+	p[0].order = &order;
+	p[1].order = &order;
+	ck_assert_int_eq(
+	    raft_node_propose(s.node, "fail", 4, propose_cb, &p[0]), RAFT_OK);
+	ck_assert_int_eq(
+	    raft_node_propose(s.node, "next", 4, propose_cb, &p[1]), RAFT_OK);
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	ck_assert_int_eq(p[0].status, RAFT_EIO);
+	ck_assert_int_eq(p[1].status, RAFT_EIO);
+	ck_assert_int_eq(s.failed_status, RAFT_EIO);
+	ck_assert_int_eq(raft_node_status(s.node, &st), RAFT_OK);
+	ck_assert(st.failed);
+	ck_assert_int_eq(raft_node_propose(s.node, "x", 1, propose_cb, &p[2]),
+			 RAFT_ESHUTDOWN);
+	ck_assert_int_eq(raft_node_read(s.node, node_read_cb, &r),
+			 RAFT_ESHUTDOWN);
+	ck_assert_ptr_nonnull(
+	    strstr(s.log.text, "3 msg=\"node stopped after a failure\" id=1 "
+			       "cause=fsm_apply"));
+	ck_assert_ptr_nonnull(strstr(s.log.text, "restart"));
+	solo_stop(&s);
+}
+END_TEST
+
+/* Without a log hook the node prints nothing: stdout and stderr stay
+ * empty through a start, a write and a close. */
+START_TEST(test_node_without_log_hook_is_silent)
+{
+	struct proposal_wait p[2];
+	struct solo s;
+	int order = 0;
+	char path[] = "/tmp/libraft-node-out-XXXXXX";
+	int fd = mkstemp(path), saved_out, saved_err;
+	off_t size;
+
+	ck_assert_int_ge(fd, 0);
+	fflush(stdout);
+	fflush(stderr);
+	saved_out = dup(1);
+	saved_err = dup(2);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	solo_start(&s, 22230, false);
+	memset(p, 0, sizeof(p));
+	p[0].order = &order;
+	ck_assert_int_eq(raft_node_propose(s.node, "q", 1, propose_cb, &p[0]),
+			 RAFT_OK);
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	solo_stop(&s);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(saved_out, 1);
+	dup2(saved_err, 2);
+	close(saved_out);
+	close(saved_err);
+	size = lseek(fd, 0, SEEK_END);
+	close(fd);
+	unlink(path);
+	ck_assert_int_eq(size, 0);
 }
 END_TEST
 
@@ -746,11 +1319,25 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, test_restarted_cluster_keeps_its_data);
 	tcase_add_test(tc, test_restart_with_conflicting_members_is_refused);
 	tcase_add_test(tc, test_bad_config_is_refused);
+	tcase_add_test(tc, test_damaged_cluster_file_is_refused);
+	tcase_add_test(tc, test_busy_data_dir_and_peer_addr_are_refused);
 	tcase_add_test(tc, test_oversized_and_empty_requests_are_refused);
 	tcase_add_test(tc, test_close_fails_pending_writes);
 	tcase_add_test(tc,
 		       test_write_fails_with_leaderlost_when_quorum_is_lost);
 	tcase_add_test(tc, test_role_changes_are_logged);
+	tcase_add_test(tc, test_burst_of_writes_is_acknowledged_in_order);
+	tcase_add_test(tc, test_isolated_node_serves_only_serializable_reads);
+	tcase_add_test(tc, test_full_store_stops_the_node);
+	tcase_add_test(tc, test_log_sync_failure_stops_the_node);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fsm");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_proposers_get_their_own_results_in_order);
+	tcase_add_test(tc, test_read_after_write_is_ready_at_its_index);
+	tcase_add_test(tc, test_apply_failure_stops_the_node);
+	tcase_add_test(tc, test_node_without_log_hook_is_silent);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -12,7 +12,7 @@
  * request: served from this node's applied state at once, possibly stale.
  *
  * Data directory layout: DIR/cluster (cluster id and members), DIR/log/
- * (the Raft log), DIR/kv/ (the LMDB environment).
+ * (the Raft log), DIR/kv/ (the LMDB environment), DIR/LOCK.
  *
  * All callbacks run on the loop thread.
  */
@@ -39,7 +39,8 @@ struct kv_store;
 
 struct kv_config {
 	struct raft_node_config node; /* node.fsm is ignored: the store
-					 supplies its own */
+					 supplies its own; node.failed
+					 reports a fail-stop */
 	size_t map_size;     /* initial LMDB map size; default 64 MiB */
 	size_t max_map_size; /* the map grows up to this; default 64 GiB */
 };
@@ -52,8 +53,10 @@ RAFT_API void kv_config_init(struct kv_config *cfg);
  * callback.
  *
  * Returns RAFT_OK and *out, or the errors of raft_node_start() (RAFT_EINVAL,
- * RAFT_EMISMATCH, RAFT_ECORRUPT, RAFT_EIO, RAFT_ENOMEM), with errmsg (may be
- * NULL) saying what was wrong. Nothing is left running on error. */
+ * RAFT_EMISMATCH, RAFT_EBUSY, RAFT_ECORRUPT, RAFT_EIO, RAFT_ENOSPC,
+ * RAFT_ENOMEM), with errmsg (may be NULL) saying what was wrong. LMDB is
+ * opened only after the configuration checks pass. Nothing is left running
+ * on error (see raft_node_start() about running the loop once more). */
 RAFT_API int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 			   struct kv_store **out, char *errmsg, size_t errlen);
 
@@ -104,7 +107,8 @@ typedef void (*kv_read_cb)(void *arg, int status, const void *val, size_t vlen,
  * Returns RAFT_OK (cb is called later, exactly once), or without calling
  * cb: RAFT_ENOTLEADER (linearizable and no leader known), RAFT_ETOOBIG
  * (klen over KV_MAX_KEY), RAFT_EINVAL (klen 0, a NULL key or cb),
- * RAFT_EBUSY, RAFT_ESHUTDOWN, RAFT_ENOMEM. */
+ * RAFT_EBUSY, RAFT_ESHUTDOWN (closing, or the node failed: a failed node
+ * serves no reads at all), RAFT_ENOMEM. */
 RAFT_API int kv_store_get(struct kv_store *s, const void *key, size_t klen,
 			  bool serializable, kv_read_cb cb, void *arg);
 

@@ -23,9 +23,9 @@
  *         heartbeat round --> this node applies through that index
  *         --> cb(RAFT_OK, index): the caller now reads its state machine.
  *
- * Every node stores its cluster id and member list in a small file in its
- * data directory at its first start; later starts check the configuration
- * against it.
+ * Data directory: DIR/cluster holds the cluster id and member list, written
+ * at the first start and checked by later ones; DIR/log/ the Raft log;
+ * DIR/LOCK is locked while a node uses the directory.
  */
 #ifndef LIBRAFT_NODE_H
 #define LIBRAFT_NODE_H
@@ -92,17 +92,25 @@ struct raft_fsm {
  * election timeout in [election_ticks, 2 * election_ticks) ticks starts a
  * PreVote round. With the defaults (50 ms ticks, 10 election ticks, a
  * heartbeat every tick) that is 0.5 s to 1 s after the leader's last
- * heartbeat; PreVote, vote and the new leader's no-op each take a round trip
- * plus an fsync, so a write is accepted again about 1.2 s after the leader
- * died, inside a 2 s budget even after one split vote costs another 0.5 s.
- * Ten heartbeats per minimum timeout keep a loaded but healthy leader from
- * being deposed by a few late messages. */
+ * heartbeat; PreVote, vote and the new leader's no-op then take a few round
+ * trips and fsyncs. Measured in one process (make bench-node): 0.5 to 1.0 s
+ * from stopping the leader to the next accepted write, inside a 2 s budget
+ * with room for one split vote; with 100 ms ticks it was 1.0 to 1.8 s. Ten
+ * heartbeats per minimum timeout keep a loaded but healthy leader from being
+ * deposed by a few late messages. */
 #define RAFT_NODE_DEFAULT_TICK_MS	  50
 #define RAFT_NODE_DEFAULT_ELECTION_TICKS  10
 #define RAFT_NODE_DEFAULT_HEARTBEAT_TICKS 1
 #define RAFT_NODE_DEFAULT_MAX_ENTRY	  (1024 * 1024 + 4096)
 #define RAFT_NODE_DEFAULT_MAX_PENDING	  4096
 #define RAFT_NODE_DEFAULT_READ_TIMEOUT_MS 5000
+
+/* The node stopped after a storage or state machine failure (fail-stop).
+ * Called once, on the loop thread, after every pending request has failed
+ * and the failure has been logged; status is RAFT_EIO or RAFT_ENOSPC. The
+ * node stays allocated and answers status calls: close it. May call
+ * raft_node_close(). */
+typedef void (*raft_node_failed_fn)(void *data, int status);
 
 struct raft_node_config {
 	raft_id id;		 /* this node; non-zero, one of members */
@@ -130,6 +138,8 @@ struct raft_node_config {
 	struct raft_fsm *fsm;	  /* required; the caller owns it */
 	raft_log_fn log;
 	void *log_data;
+	raft_node_failed_fn failed; /* optional */
+	void *failed_data;
 };
 
 /* Fill cfg with the defaults above; every pointer NULL, every id 0. */
@@ -149,11 +159,16 @@ struct raft_node;
  *                  not below election_ticks);
  *   RAFT_EMISMATCH members or cluster_id differ from those stored at the
  *                  first start;
+ *   RAFT_EBUSY     another node (in this process or another) holds the
+ *                  data directory;
  *   RAFT_ECORRUPT  the log or the stored configuration is damaged;
  *   RAFT_EIO       the data directory or the listen address is unusable;
- *   RAFT_ENOMEM.
+ *   RAFT_ENOMEM;
+ *   or the error of fsm->applied().
  * errmsg (errlen bytes, may be NULL) then says what was wrong and what to
- * do about it. Nothing is left running on error. */
+ * do about it. Nothing is left running on error, but a log opened before
+ * the failure finishes closing on the loop: run the loop once more before
+ * uv_loop_close(). */
 RAFT_API int raft_node_start(uv_loop_t *loop,
 			     const struct raft_node_config *cfg,
 			     struct raft_node **out, char *errmsg,
@@ -251,6 +266,14 @@ RAFT_API void raft_node_close(struct raft_node *n, void (*cb)(void *arg),
  *   machine must skip entries at or below its durable applied index.
  * - There are no snapshots yet: the log grows without bound and a new
  *   member replays it from the start.
+ * - User callbacks run on the loop thread; one that blocks longer than the
+ *   election timeout (0.5 s by default) can cost this node its leadership.
+ * - The transport sets SIGPIPE to be ignored if the program left it at its
+ *   default action, so that a peer resetting a connection cannot kill the
+ *   process.
+ * - A node holds DIR/LOCK with flock(); data directories on file systems
+ *   without flock() support (some network file systems) are not protected
+ *   against two nodes.
  */
 
 #ifdef __cplusplus

@@ -231,6 +231,10 @@ int raft_new(const struct raft_config *cfg, const struct raft_restore *restore,
 	r->persisted = restore->n_entries;
 	r->unstable = restore->n_entries + 1;
 	core_reset_timer(r);
+	/* Forwarded reads are matched by context: start each incarnation at
+	 * a random point so that an answer to a request made before a
+	 * restart is not taken for one made after. */
+	r->read_seq = core_rand(r) >> 1;
 	*out = r;
 	return RAFT_OK;
 
@@ -515,6 +519,9 @@ static void outbox_consume(struct core_outbox *o, size_t n)
 {
 	if (n > o->n) {
 		n = o->n;
+	}
+	if (n == 0) {
+		return;
 	}
 	memmove(o->msgs, o->msgs + n, (o->n - n) * sizeof(*o->msgs));
 	o->n -= n;

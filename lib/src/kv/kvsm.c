@@ -407,7 +407,10 @@ void kvsm_close(struct kvsm *kv)
 }
 
 /* Begin a read transaction; on success resize_lock is held shared until
- * kvsm_read_end(). */
+ * kvsm_read_end().
+ *
+ * TODO(kv): each read begins a transaction and takes a reader slot; per
+ * thread mdb_txn_reset()/mdb_txn_renew() would be cheaper for hot reads. */
 static int kvsm_read_begin(struct kvsm *kv, MDB_txn **txn)
 {
 	int rc;
@@ -569,6 +572,9 @@ static int kvsm_apply_entry(struct kvsm *kv, MDB_txn *txn,
 	if (e->type != RAFT_ENTRY_COMMAND) {
 		return 0;
 	}
+	/* TODO(kv): protobuf-c copies the value out of the payload, and the
+	 * put copies it again into the map; a decoder that points into the
+	 * payload would save one copy per put (matters for large values). */
 	cmd = kvcmd__kv_command__unpack(&alloc, e->len, e->data);
 	if (cmd == NULL) {
 		if (st.failed) {

@@ -124,7 +124,13 @@ static int entries_push(struct rlog_loaded *loaded, size_t *cap,
 }
 
 /* A record at off failed a check (what). In the last segment with nothing
- * valid after it, it is the torn tail: *cut = off. Otherwise corruption. */
+ * valid after it, it is the torn tail: *cut = off. Otherwise corruption.
+ *
+ * TODO(log): after a power loss the kernel may have written a later page of
+ * the unsynced batch but not an earlier one; that tail is refused here as
+ * corruption (safe, but an operator must step in). Telling it apart needs
+ * to know where the last synced batch ended, e.g. a batch marker in each
+ * record. */
 static int bad_record(struct rlog *l, const struct seg_scan *s, uint64_t off,
 		      uint64_t scan_from, raft_index expect, const char *what,
 		      uint64_t *cut, char *errmsg, size_t errlen)

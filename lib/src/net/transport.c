@@ -35,6 +35,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,7 @@ struct peer {
 
 	unsigned backoff_ms;
 	uint64_t dialled_at;		 /* loop time the connect started */
+	const char *fail_reason;	 /* for peer_deferred_fail_cb */
 	char client_addr[RNET_ADDR_MAX]; /* "" when none advertised */
 	char refusal[128]; /* the last refusal logged, to log each once */
 };
@@ -242,14 +244,28 @@ static struct peer *find_peer(struct rnet *n, raft_id id)
 /* Copy a peer's advertised client address, if it fits and is printable. */
 static bool valid_client_addr(const char *s)
 {
-	size_t i, len = strlen(s);
+	size_t i, len = s != NULL ? strlen(s) : 0;
 
 	if (len >= RNET_ADDR_MAX)
 		return false;
 	for (i = 0; i < len; i++)
-		if (s[i] <= ' ' || s[i] > '~' || s[i] == '"')
+		if (s[i] <= ' ' || s[i] > '~' || s[i] == '"' || s[i] == '\\')
 			return false;
 	return true;
+}
+
+/* Copy a peer-supplied string for a log line: quotes, backslashes and
+ * non-printable bytes become '?', so that it cannot forge log fields. */
+static void copy_printable(char *dst, size_t len, const char *src)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < len && src[i] != '\0'; i++) {
+		char c = src[i];
+		bool plain = c >= ' ' && c <= '~' && c != '"' && c != '\\';
+		dst[i] = plain ? c : '?';
+	}
+	dst[i] = '\0';
 }
 
 /* Last step of rnet_close(): everything is closed. */
@@ -422,6 +438,14 @@ static void peer_write_cb(uv_write_t *req, int status)
 	peer_flush(p);
 }
 
+static void peer_deferred_fail_cb(uv_timer_t *t)
+{
+	struct peer *p = t->data;
+
+	if (p->state == PEER_HANDSHAKING || p->state == PEER_UP)
+		peer_fail(p, RAFT_LOG_DEBUG, p->fail_reason);
+}
+
 /* Start one vectored write of everything queued, if none is running. */
 static void peer_flush(struct peer *p)
 {
@@ -435,8 +459,11 @@ static void peer_flush(struct peer *p)
 	rv = uv_write(&p->write, (uv_stream_t *)&p->tcp, p->q, (unsigned)n,
 		      peer_write_cb);
 	if (rv != 0) {
+		/* Fail from the loop, not from inside rnet_send(), so that
+		 * rnet_peer_cb never runs within a call into the transport. */
 		p->w_n = 0;
-		peer_fail(p, RAFT_LOG_DEBUG, uv_strerror(rv));
+		p->fail_reason = uv_strerror(rv);
+		uv_timer_start(&p->timer, peer_deferred_fail_cb, 0, 0);
 	}
 }
 
@@ -470,8 +497,8 @@ static void peer_handle_answer(struct peer *p, const uint8_t *buf, size_t len)
 		peer_fail(p, RAFT_LOG_WARN, "undecodable handshake answer");
 		return;
 	}
-	if (hs->error[0] != '\0') {
-		snprintf(reason, sizeof(reason), "%.100s", hs->error);
+	if (hs->error != NULL && hs->error[0] != '\0') {
+		copy_printable(reason, sizeof(reason), hs->error);
 		goto refused;
 	}
 	if (hs->magic != RNET_MAGIC || hs->version != RNET_PROTOCOL_VERSION) {
@@ -495,7 +522,8 @@ static void peer_handle_answer(struct peer *p, const uint8_t *buf, size_t len)
 		goto refused;
 	}
 
-	snprintf(p->client_addr, sizeof(p->client_addr), "%s", hs->client_addr);
+	snprintf(p->client_addr, sizeof(p->client_addr), "%s",
+		 hs->client_addr != NULL ? hs->client_addr : "");
 	raftpb__handshake__free_unpacked(hs, NULL);
 	p->state = PEER_UP;
 	p->backoff_ms = n->reconnect_min_ms;
@@ -640,6 +668,8 @@ static void peer_resolved_cb(uv_getaddrinfo_t *req, int status,
 		peer_schedule(p, peer_next_backoff(p));
 		return;
 	}
+	/* TODO(net): only the first address is tried; a host name that
+	 * resolves to several should fall through them on failure. */
 	peer_connect(p, res->ai_addr);
 	uv_freeaddrinfo(res);
 }
@@ -772,7 +802,8 @@ static void conn_handle_handshake(struct conn *c, const uint8_t *buf,
 	n->n_unhandshaken--;
 	c->reader.max_frame = n->max_frame;
 	p = find_peer(n, c->peer);
-	snprintf(p->client_addr, sizeof(p->client_addr), "%s", hs->client_addr);
+	snprintf(p->client_addr, sizeof(p->client_addr), "%s",
+		 hs->client_addr != NULL ? hs->client_addr : "");
 	raftpb__handshake__free_unpacked(hs, NULL);
 
 	/* A peer has one outbound connection: an older one from it is dead
@@ -936,6 +967,9 @@ static void net_accept_cb(uv_stream_t *server, int status)
 	}
 	c = calloc(1, sizeof(*c));
 	if (c == NULL) {
+		/* TODO(net): libuv stops accepting until uv_accept() is
+		 * called, so running out of memory here stalls the listener;
+		 * accepting into a preallocated spare would avoid that. */
 		netlog(n, RAFT_LOG_ERROR,
 		       "msg=\"accept failed\" "
 		       "reason=\"out of memory\"");
@@ -1059,7 +1093,7 @@ static int net_check_options(const struct rnet_options *o, char *errmsg,
 		set_err(errmsg, errlen, "reconnect_min_ms > reconnect_max_ms");
 		return RAFT_EINVAL;
 	}
-	if (o->max_frame > UINT32_MAX) {
+	if (o->max_frame > UINT32_MAX - RFRAME_HEADER) {
 		set_err(errmsg, errlen, "max_frame above 4 GiB");
 		return RAFT_EINVAL;
 	}
@@ -1113,6 +1147,25 @@ fail:
 	set_err(errmsg, errlen, "cannot listen on %s: %s", addr,
 		strerror(errno));
 	return RAFT_EIO;
+}
+
+/* libuv writes to sockets with writev(), so a write to a connection the peer
+ * has reset raises SIGPIPE, whose default action kills the process. A peer
+ * must never be able to do that: unless the program chose a disposition,
+ * ignore the signal (the write then fails with EPIPE). */
+static void net_ignore_sigpipe(struct rnet *n)
+{
+	struct sigaction old, ign;
+
+	if (sigaction(SIGPIPE, NULL, &old) != 0 || old.sa_handler != SIG_DFL)
+		return;
+	memset(&ign, 0, sizeof(ign));
+	ign.sa_handler = SIG_IGN;
+	sigemptyset(&ign.sa_mask);
+	if (sigaction(SIGPIPE, &ign, NULL) == 0)
+		netlog(n, RAFT_LOG_INFO,
+		       "msg=\"ignoring SIGPIPE\" reason=\"a peer that resets "
+		       "a connection must not kill the process\"");
 }
 
 /* The listener's and the sweep timer's close callback. */
@@ -1209,6 +1262,7 @@ int rnet_start(uv_loop_t *loop, const struct rnet_options *o, rnet_recv_cb recv,
 		format_sockaddr((struct sockaddr *)&sa, n->bound_addr,
 				sizeof(n->bound_addr));
 
+	net_ignore_sigpipe(n);
 	uv_timer_init(loop, &n->sweep);
 	n->sweep.data = n;
 	n->pending++;
@@ -1282,6 +1336,26 @@ static void msg_to_pb(const struct rnet *n, const struct raft_msg *m,
 	}
 }
 
+/* What a receiver would accept (see conn_handle_message). */
+static bool msg_valid(const struct raft_msg *m)
+{
+	size_t i;
+
+	if ((int)m->type < RAFT_MSG_APPEND ||
+	    (int)m->type > RAFT_MSG_TIMEOUT_NOW)
+		return false;
+	if (m->n_entries > 0 && m->entries == NULL)
+		return false;
+	for (i = 0; i < m->n_entries; i++) {
+		const struct raft_entry *e = &m->entries[i];
+		if (e->type != RAFT_ENTRY_COMMAND && e->type != RAFT_ENTRY_NOOP)
+			return false;
+		if (e->len > 0 && e->data == NULL)
+			return false;
+	}
+	return true;
+}
+
 int rnet_send(struct rnet *n, const struct raft_msg *m)
 {
 	Raftpb__Entry pe_small[8], *pp_small[8];
@@ -1296,6 +1370,8 @@ int rnet_send(struct rnet *n, const struct raft_msg *m)
 		return RAFT_ESHUTDOWN;
 	p = find_peer(n, m->to);
 	if (p == NULL)
+		return RAFT_EINVAL;
+	if (!msg_valid(m))
 		return RAFT_EINVAL;
 	if (p->state != PEER_UP)
 		return RAFT_EUNAVAIL;

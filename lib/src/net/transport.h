@@ -101,8 +101,13 @@ typedef void (*rnet_peer_cb)(void *data, raft_id peer, bool connected,
 			     const char *peer_client_addr);
 
 /* Listen on o->listen_addr and start dialling every other member. o is
- * copied (strings and members included). Callbacks run on the loop thread
- * and may call rnet_send() and rnet_close().
+ * copied (strings and members included). Callbacks run on the loop thread,
+ * never from inside a call into the transport, and may call rnet_send() and
+ * rnet_close().
+ *
+ * If the process has left SIGPIPE at its default action, it is set to
+ * ignored (and logged): libuv writes sockets with writev(), so otherwise a
+ * peer that resets a connection could kill the process.
  *
  * Returns RAFT_OK, RAFT_EINVAL (bad options: self not a member, a member
  * twice, an address that does not parse, cluster_id 0), RAFT_EIO (could not
@@ -117,7 +122,8 @@ int rnet_start(uv_loop_t *loop, const struct rnet_options *o, rnet_recv_cb recv,
  *
  * Returns RAFT_OK, RAFT_EUNAVAIL (m->to is not connected: dropped),
  * RAFT_EBUSY (m->to's queue is full: dropped), RAFT_ETOOBIG (the encoded
- * message exceeds max_frame), RAFT_EINVAL (m->to is not a peer),
+ * message exceeds max_frame or max_queue_bytes), RAFT_EINVAL (m->to is not
+ * a peer, or m has a type or entry type outside the enums),
  * RAFT_ESHUTDOWN (rnet_close() was called) or RAFT_ENOMEM. A message that
  * was queued may still be lost if the connection fails: Raft retransmits. */
 int rnet_send(struct rnet *n, const struct raft_msg *m);

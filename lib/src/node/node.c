@@ -20,10 +20,13 @@
  * share a process or a loop.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "net/transport.h"
 #include "node/node.h"
@@ -51,8 +54,8 @@ static void recv_cb(void *data, const struct raft_msg *m)
 	if (raft_step(n->core, m) != RAFT_OK) {
 		/* Dropped like a lost packet; the sender retransmits. */
 		node_logf(n, RAFT_LOG_WARN,
-			  "event=step_dropped id=%llu from=%llu "
-			  "error=\"out of memory\"",
+			  "msg=\"dropped a message: out of memory\" id=%llu "
+			  "from=%llu",
 			  (unsigned long long)n->cfg.id,
 			  (unsigned long long)m->from);
 		return;
@@ -84,10 +87,7 @@ static void peer_cb(void *data, raft_id id, bool connected,
 		snprintf(p->client_addr, sizeof(p->client_addr), "%s",
 			 peer_client_addr);
 	}
-	node_logf(n, connected ? RAFT_LOG_INFO : RAFT_LOG_WARN,
-		  "event=peer_%s id=%llu peer=%llu addr=%s",
-		  connected ? "up" : "down", (unsigned long long)n->cfg.id,
-		  (unsigned long long)id, p->addr);
+	/* The transport logs the transition itself. */
 }
 
 static void tick_cb(uv_timer_t *t)
@@ -119,9 +119,14 @@ static int check_config(const struct raft_node_config *cfg, char *errmsg,
 		node_errf(errmsg, errlen, "node id 0 is reserved");
 		return RAFT_EINVAL;
 	}
-	if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0' ||
-	    strlen(cfg->data_dir) > 3500) {
+	if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0') {
 		node_errf(errmsg, errlen, "a data directory is required");
+		return RAFT_EINVAL;
+	}
+	if (strlen(cfg->data_dir) > 3500) {
+		node_errf(errmsg, errlen,
+			  "the data directory's path is longer "
+			  "than 3500 bytes");
 		return RAFT_EINVAL;
 	}
 	if (cfg->heartbeat_ticks >= cfg->election_ticks) {
@@ -186,8 +191,46 @@ static int make_dir(const char *dir, char *errmsg, size_t errlen)
 	return RAFT_OK;
 }
 
+/* Two nodes on one data directory would corrupt the log: hold an exclusive
+ * flock() on DIR/LOCK while the node lives. flock() locks belong to the open
+ * file, so a second node in the same process is refused too, and the kernel
+ * drops the lock when a killed process's descriptors close. */
+static int lock_dir(struct raft_node *n, char *errmsg, size_t errlen)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/LOCK", n->data_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		node_errf(errmsg, errlen, "cannot open %s: %s", path,
+			  strerror(errno));
+		return RAFT_EIO;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int err = errno;
+
+		close(fd);
+		if (err == EWOULDBLOCK) {
+			node_errf(errmsg, errlen,
+				  "%s is in use by another node (%s is "
+				  "locked); stop that node or use another "
+				  "data directory",
+				  n->data_dir, path);
+			return RAFT_EBUSY;
+		}
+		node_errf(errmsg, errlen, "cannot lock %s: %s", path,
+			  strerror(err));
+		return RAFT_EIO;
+	}
+	n->lock_fd = fd;
+	return RAFT_OK;
+}
+
 /* Members of the stored cluster become the peer table; the listen address
- * defaults to this node's member address. */
+ * defaults to this node's member address.
+ * TODO(node): membership changes (learners, then joint consensus) need the
+ * core's support first; until then the member list is fixed at bootstrap. */
 static int setup_peers(struct raft_node *n, const struct raft_node_config *cfg,
 		       char *errmsg, size_t errlen)
 {
@@ -250,7 +293,7 @@ static int open_core(struct raft_node *n, char *errmsg, size_t errlen)
 	}
 	if (loaded.notice[0] != '\0') {
 		node_logf(n, RAFT_LOG_WARN,
-			  "event=log_repaired id=%llu msg=\"%s\"",
+			  "msg=\"log tail repaired\" id=%llu detail=\"%s\"",
 			  (unsigned long long)n->cfg.id, loaded.notice);
 	}
 	for (size_t i = 0; i < n->n_peers; i++) {
@@ -271,14 +314,15 @@ static int open_core(struct raft_node *n, char *errmsg, size_t errlen)
 	restore.n_entries = loaded.n_entries;
 	restore.applied = applied;
 	rc = raft_new(&rc_cfg, &restore, &n->core, errmsg, errlen);
-	node_logf(n, RAFT_LOG_INFO,
-		  "event=start id=%llu cluster_id=%llu term=%llu vote=%llu "
-		  "entries=%zu applied=%llu",
-		  (unsigned long long)n->cfg.id,
-		  (unsigned long long)n->cluster.cluster_id,
-		  (unsigned long long)loaded.term,
-		  (unsigned long long)loaded.vote, loaded.n_entries,
-		  (unsigned long long)applied);
+	if (rc == RAFT_OK) {
+		node_logf(n, RAFT_LOG_INFO,
+			  "msg=\"log loaded\" id=%llu term=%llu vote=%llu "
+			  "entries=%zu applied=%llu",
+			  (unsigned long long)n->cfg.id,
+			  (unsigned long long)loaded.term,
+			  (unsigned long long)loaded.vote, loaded.n_entries,
+			  (unsigned long long)applied);
+	}
 	rlog_loaded_free(&loaded);
 	if (rc != RAFT_OK) {
 		rlog_close(n->log, NULL, NULL);
@@ -319,6 +363,9 @@ static void free_node(struct raft_node *n)
 	free(n->log_dir);
 	free(n->peer_addr);
 	free(n->client_addr);
+	if (n->lock_fd >= 0) {
+		close(n->lock_fd);
+	}
 	free(n);
 }
 
@@ -338,6 +385,7 @@ int raft_node_start(uv_loop_t *loop, const struct raft_node_config *cfg,
 		return RAFT_ENOMEM;
 	}
 	n->loop = loop;
+	n->lock_fd = -1;
 	rc = copy_config(n, cfg);
 	if (rc != RAFT_OK) {
 		goto err_node;
@@ -347,6 +395,10 @@ int raft_node_start(uv_loop_t *loop, const struct raft_node_config *cfg,
 		goto err_node;
 	}
 	rc = make_dir(n->data_dir, errmsg, errlen);
+	if (rc != RAFT_OK) {
+		goto err_node;
+	}
+	rc = lock_dir(n, errmsg, errlen);
 	if (rc != RAFT_OK) {
 		goto err_node;
 	}
@@ -372,6 +424,13 @@ int raft_node_start(uv_loop_t *loop, const struct raft_node_config *cfg,
 	n->kick.data = n;
 	uv_timer_start(&n->ticker, tick_cb, n->cfg.tick_ms, n->cfg.tick_ms);
 	n->state = NODE_RUNNING;
+	node_logf(n, RAFT_LOG_INFO,
+		  "msg=\"node started\" id=%llu cluster_id=%llu members=%zu "
+		  "peer_addr=%s client_addr=%s tick_ms=%u election_ticks=%u",
+		  (unsigned long long)n->cfg.id,
+		  (unsigned long long)n->cluster.cluster_id, n->n_peers,
+		  n->peer_addr, n->client_addr ? n->client_addr : "-",
+		  n->cfg.tick_ms, n->cfg.election_ticks);
 	*out = n;
 	return RAFT_OK;
 
@@ -557,7 +616,7 @@ void raft_node_close(struct raft_node *n, void (*cb)(void *arg), void *arg)
 	n->state = NODE_CLOSING;
 	n->close_cb = cb;
 	n->close_arg = arg;
-	node_logf(n, RAFT_LOG_INFO, "event=close id=%llu",
+	node_logf(n, RAFT_LOG_INFO, "msg=\"node closing\" id=%llu",
 		  (unsigned long long)n->cfg.id);
 	/* Held by waits until every close below has called back. */
 	n->close_waits = 4;

@@ -106,6 +106,7 @@ struct raft_node {
 	uv_loop_t *loop;
 	struct raft_node_config cfg; /* strings point to the copies below */
 	char *data_dir, *peer_addr, *client_addr, *log_dir;
+	int lock_fd; /* flock()ed DIR/LOCK, -1 before it is taken */
 	struct node_cluster cluster;
 	struct node_peer peers[RAFT_MAX_PEERS];
 	size_t n_peers;

@@ -23,7 +23,17 @@
  * rnet_send() drops the message; Raft retransmits. Out of memory while
  * copying held-back messages fails the node as well, because dropping an
  * acknowledgement silently could stall replication forever.
+ *
+ * Invariants (checked by node_invariants() after every run):
+ *   1. proposals are queued by strictly increasing index;
+ *   2. n_pending counts the queued proposals and reads;
+ *   3. applied <= queued, and the entries not yet applied are exactly
+ *      applied + 1 .. queued: the batch in flight first, then apply_q, each
+ *      contiguous;
+ *   4. while RUNNING, proposals above queued belong to the current term of
+ *      a node that leads it.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,10 +153,12 @@ static void check_leadership(struct raft_node *n)
 	enum raft_role role = raft_role(n->core);
 	raft_term term = raft_current_term(n->core);
 	struct node_proposal **pp = &n->prop_head;
+	struct node_proposal *lost = NULL, **lost_tail = &lost;
 
 	if (role == n->role && term == n->term) {
 		return;
 	}
+	/* Unlink first, answer after: callbacks may propose again. */
 	n->prop_tail = NULL;
 	while (*pp != NULL) {
 		struct node_proposal *p = *pp;
@@ -154,11 +166,19 @@ static void check_leadership(struct raft_node *n)
 		if (p->index > n->queued &&
 		    (role != RAFT_LEADER || p->term != term)) {
 			*pp = p->next;
-			fail_proposal(n, p, RAFT_ELEADERLOST);
+			p->next = NULL;
+			*lost_tail = p;
+			lost_tail = &p->next;
 		} else {
 			n->prop_tail = p;
 			pp = &p->next;
 		}
+	}
+	while (lost != NULL) {
+		struct node_proposal *next = lost->next;
+
+		fail_proposal(n, lost, RAFT_ELEADERLOST);
+		lost = next;
 	}
 }
 
@@ -174,7 +194,7 @@ static void note_soft_state(struct raft_node *n)
 		return;
 	}
 	node_logf(n, RAFT_LOG_INFO,
-		  "event=state_change id=%llu role=%s term=%llu leader=%llu",
+		  "msg=\"state changed\" id=%llu role=%s term=%llu leader=%llu",
 		  (unsigned long long)n->cfg.id, raft_role_name(role),
 		  (unsigned long long)term, (unsigned long long)leader);
 	n->logged_role = role;
@@ -406,6 +426,7 @@ static void answer_proposals(struct raft_node *n, struct node_apply *a)
 				n->n_pending--;
 				p->cb(p->arg, RAFT_OK, e->index,
 				      &a->results[i]);
+				a->results[i].ptr = NULL; /* the cb took it */
 				free(p);
 			} else {
 				fail_proposal(n, p, RAFT_ELEADERLOST);
@@ -523,6 +544,43 @@ static int take_update(struct raft_node *n, const struct raft_update *u,
 	return collect_reads(n, u);
 }
 
+static bool node_invariants(const struct raft_node *n)
+{
+	const struct node_proposal *p;
+	const struct node_read *r;
+	raft_index next = n->applied + 1;
+	size_t count = 0;
+
+	for (p = n->prop_head; p != NULL; p = p->next, count++) {
+		if (p->next != NULL && p->next->index <= p->index) {
+			return false; /* 1 */
+		}
+		if (n->state == NODE_RUNNING && p->index > n->queued &&
+		    (n->role != RAFT_LEADER || p->term != n->term)) {
+			return false; /* 4 */
+		}
+	}
+	for (r = n->read_head; r != NULL; r = r->next) {
+		count++;
+	}
+	if (count != n->n_pending) {
+		return false; /* 2 */
+	}
+	if (n->applying != NULL) {
+		for (size_t i = 0; i < n->applying->n; i++) {
+			if (n->applying->entries[i].index != next++) {
+				return false; /* 3 */
+			}
+		}
+	}
+	for (size_t i = 0; i < n->apply_n; i++) {
+		if (n->apply_q[i].index != next++) {
+			return false; /* 3 */
+		}
+	}
+	return next == n->queued + 1;
+}
+
 void node_run(struct raft_node *n)
 {
 	if (n->in_run) {
@@ -552,14 +610,24 @@ void node_run(struct raft_node *n)
 	}
 	n->in_run = false;
 	node_start_apply(n);
+	assert(n->state != NODE_RUNNING || node_invariants(n));
 }
 
-static const char *fail_advice(const char *what)
+static const char *fail_advice(const char *what, int rc)
 {
+	if (rc == RAFT_ENOMEM) {
+		return "restart the node once memory is available";
+	}
+	if (strcmp(what, "fsm_apply") == 0 && rc == RAFT_ENOSPC) {
+		return "the state machine is full; free disk space or raise "
+		       "its size limit (max_map_size for the key-value "
+		       "store), then restart the node: it replays the log "
+		       "from the last applied entry";
+	}
 	if (strcmp(what, "fsm_apply") == 0) {
 		return "the state machine could not apply committed entries; "
-		       "free space or fix its storage, then restart the node: "
-		       "it replays the log from the last applied entry";
+		       "fix its storage, then restart the node: it replays "
+		       "the log from the last applied entry";
 	}
 	if (strcmp(what, "log_write") == 0) {
 		return "the Raft log could not be made durable; free space or "
@@ -571,6 +639,8 @@ static const char *fail_advice(const char *what)
 
 void node_fail(struct raft_node *n, int rc, const char *what)
 {
+	const char *detail;
+
 	if (n->state != NODE_RUNNING) {
 		return;
 	}
@@ -581,12 +651,17 @@ void node_fail(struct raft_node *n, int rc, const char *what)
 	n->fail_rc = rc;
 	uv_timer_stop(&n->ticker);
 	uv_idle_stop(&n->kick);
+	detail = strcmp(what, "log_write") == 0 ? rlog_failure(n->log) : NULL;
 	node_logf(n, RAFT_LOG_ERROR,
-		  "event=fail_stop id=%llu cause=%s error=\"%s\" "
-		  "action=\"%s\"",
+		  "msg=\"node stopped after a failure\" id=%llu cause=%s "
+		  "error=\"%s\" detail=\"%s\" action=\"%s\"",
 		  (unsigned long long)n->cfg.id, what, raft_strerror(rc),
-		  fail_advice(what));
-	node_fail_pending(n, rc == RAFT_ENOMEM ? RAFT_EIO : rc);
+		  detail != NULL ? detail : "-", fail_advice(what, rc));
+	rc = rc == RAFT_ENOMEM ? RAFT_EIO : rc;
+	node_fail_pending(n, rc);
+	if (n->cfg.failed != NULL && n->state == NODE_FAILED) {
+		n->cfg.failed(n->cfg.failed_data, rc);
+	}
 }
 
 void node_run_free(struct raft_node *n)
