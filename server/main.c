@@ -27,8 +27,6 @@
 #include "listener.h"
 #include "log.h"
 
-#define FAILURE_POLL_MS 500
-
 struct kvd {
 	uv_loop_t loop;
 	struct kvd_config cfg;
@@ -36,7 +34,6 @@ struct kvd {
 	struct kvd_listener *listener;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
-	uv_timer_t watch; /* notices a node that failed on storage */
 	bool stopping;
 	int exit_code;
 };
@@ -53,7 +50,6 @@ static void listener_closed_cb(void *arg)
 	d->listener = NULL;
 	uv_close((uv_handle_t *)&d->sigterm, handles_closed_cb);
 	uv_close((uv_handle_t *)&d->sigint, handles_closed_cb);
-	uv_close((uv_handle_t *)&d->watch, handles_closed_cb);
 	kvd_log(RAFT_LOG_INFO, "stopped", "id=%llu",
 		(unsigned long long)d->cfg.id);
 }
@@ -74,7 +70,6 @@ static void stop(struct kvd *d, int exit_code, const char *why)
 	d->exit_code = exit_code;
 	kvd_log(exit_code == 0 ? RAFT_LOG_INFO : RAFT_LOG_ERROR,
 		"shutting down", "reason=\"%s\"", why);
-	uv_timer_stop(&d->watch);
 	kvd_listener_drain(d->listener);
 	kv_store_close(d->store, store_closed_cb, d);
 }
@@ -92,21 +87,22 @@ static void signal_cb(uv_signal_t *h, int signum)
 	stop(d, 0, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* The node stops itself after a storage failure (fail-stop); the process
- * follows, so that a supervisor sees it and an operator reads why.
- * TODO(kvd): the store has no failure callback yet, hence the polling. */
-static void watch_cb(uv_timer_t *t)
+/* The node stopped itself after a storage failure (fail-stop) and logged
+ * why; the process follows, so that a supervisor sees it. */
+static void node_failed_cb(void *data, int status)
 {
-	struct kvd *d = t->data;
-	struct raft_node_status st;
+	struct kvd *d = data;
+	char why[128];
 
-	memset(&st, 0, sizeof(st));
-	if (kv_store_status(d->store, &st) == RAFT_OK && st.failed)
-		stop(d, 1, "the node failed on storage; see the lines above");
+	snprintf(why, sizeof(why), "the node failed on storage (%s)",
+		 raft_strerror(status));
+	stop(d, 1, why);
 }
 
-static void fill_store_config(const struct kvd_config *c, struct kv_config *kc)
+static void fill_store_config(struct kvd *d, struct kv_config *kc)
 {
+	const struct kvd_config *c = &d->cfg;
+
 	kv_config_init(kc);
 	kc->node.id = c->id;
 	kc->node.data_dir = c->data_dir;
@@ -123,6 +119,8 @@ static void fill_store_config(const struct kvd_config *c, struct kv_config *kc)
 	kc->node.no_sync = c->no_sync;
 	kc->node.log = kvd_log_hook;
 	kc->node.log_data = NULL;
+	kc->node.failed = node_failed_cb;
+	kc->node.failed_data = d;
 }
 
 /* mkdir -p: the data directory and its missing parents. Returns 0, or -1
@@ -160,7 +158,7 @@ static int start(struct kvd *d)
 			strerror(errno));
 		return 1;
 	}
-	fill_store_config(&d->cfg, &kc);
+	fill_store_config(d, &kc);
 	if (d->cfg.no_sync)
 		kvd_log(RAFT_LOG_WARN, "fdatasync disabled",
 			"detail=\"acknowledged writes can be lost on power "
@@ -217,11 +215,9 @@ int main(int argc, char **argv)
 	}
 	uv_signal_init(&d.loop, &d.sigterm);
 	uv_signal_init(&d.loop, &d.sigint);
-	uv_timer_init(&d.loop, &d.watch);
-	d.sigterm.data = d.sigint.data = d.watch.data = &d;
+	d.sigterm.data = d.sigint.data = &d;
 	uv_signal_start(&d.sigterm, signal_cb, SIGTERM);
 	uv_signal_start(&d.sigint, signal_cb, SIGINT);
-	uv_timer_start(&d.watch, watch_cb, FAILURE_POLL_MS, FAILURE_POLL_MS);
 	kvd_log(RAFT_LOG_INFO, "started",
 		"id=%llu client_addr=%s peer_addr=%s data_dir=%s members=%zu "
 		"version=%s",
