@@ -13,9 +13,10 @@
  * Routing. Requests go to the current endpoint. An answer "not leader"
  * names the leader's client address when one is known: the client moves
  * there (adding the address to its endpoints if it is new) and sends the
- * request again. A refused or failed connection, or "not leader" without a
- * hint, moves to the next endpoint. Once every endpoint has failed in a
- * row, retries wait (25 ms, doubling to 250 ms) until the request's deadline.
+ * request again. A refused or failed connection, "not leader" without a
+ * hint, or "unavailable" (a node shutting down) moves to the next endpoint.
+ * Once every endpoint has failed in a row, retries wait (25 ms, doubling to 250
+ * ms) until the request's deadline.
  *
  * Outcome of a write. A write is sent again only when it certainly did not
  * take effect: it was never written to a socket, or a node answered "not

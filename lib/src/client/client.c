@@ -6,6 +6,8 @@
  * found among those sent on that connection and its callback runs.
  *
  * Failure modes:
+ *   - "not leader", or "unavailable" (the node is shutting down), both
+ *     answered before anything was proposed: routed again;
  *   - connect refused, failed or timed out: every request queued on the
  *     connection was never sent, so all are routed again; the current
  *     endpoint moves on;
@@ -761,8 +763,10 @@ static void handle_response(struct kvc_conn *conn, const Kvpb__Response *m)
 	if (req == NULL)
 		return; /* timed out earlier */
 
+	/* Refused before anything was proposed, or a read that may be
+	 * repeated: try the leader, or another node. */
 	if (req->op != KVC_STATUS &&
-	    (m->code == RAFT_ENOTLEADER ||
+	    (m->code == RAFT_ENOTLEADER || m->code == RAFT_EUNAVAIL ||
 	     (!req_is_write(req) && read_retryable(m->code)))) {
 		if (m->leader_addr != NULL && m->leader_addr[0] != '\0')
 			hint = endpoint_find_or_add(c, m->leader_addr);
