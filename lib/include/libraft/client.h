@@ -40,6 +40,25 @@
  * Threads: a struct kv_client and everything it calls back run on its
  * loop's thread. Callbacks may submit new requests and may call
  * kv_client_close().
+ *
+ * A load generator keeping `depth` requests in flight on each of M
+ * clients (so M connections to the leader) re-submits from the callback:
+ *
+ *     static void done(void *arg, const struct kv_client_result *res)
+ *     {
+ *             struct worker *w = arg;
+ *             record(w, res->rc, res->unknown);
+ *             if (!w->stopping)
+ *                     kv_client_put(w->client, key, klen, val, vlen,
+ *                                   done, w);
+ *     }
+ *
+ *     for (i = 0; i < M; i++) {
+ *             kv_client_new(loop, &cfg, &w[i].client, err, sizeof(err));
+ *             for (j = 0; j < depth; j++)
+ *                     kv_client_put(w[i].client, ..., done, &w[i]);
+ *     }
+ *     uv_run(loop, UV_RUN_DEFAULT);
  */
 #ifndef LIBRAFT_CLIENT_H
 #define LIBRAFT_CLIENT_H
