@@ -12,7 +12,9 @@
  *   - a frame that does not decode, or a Request with no known op;
  *   - a truncated frame at the end of the stream;
  *   - a client that does not read its answers: once more than max_queue
- *     bytes of answers wait to be written, the connection is closed.
+ *     bytes of answers (each counted with its bookkeeping, so that many
+ *     small answers are bounded as well as a few large ones) wait to be
+ *     written, the connection is closed.
  * Requests still in the store when their connection closes complete
  * normally; their answers are dropped. A client that keeps max_inflight
  * requests in the store is not read from until some complete.
@@ -50,8 +52,9 @@ struct kvd_conn {
 	uv_shutdown_t shutdown;
 	struct rframe_reader reader;
 	char remote[RAFT_ADDR_MAX];
-	unsigned refs;	 /* the handle, plus one per request in the store */
-	size_t inflight; /* requests in the store */
+	unsigned refs;	  /* the handle, plus one per request in the store */
+	size_t inflight;  /* requests in the store */
+	size_t out_bytes; /* answers queued, not yet written, with costs */
 	bool closing;
 	bool paused; /* reading stopped: too many requests in flight */
 	struct kvd_conn *prev, *next;
@@ -67,7 +70,12 @@ struct kvd_req {
 struct kvd_write {
 	uv_write_t req;
 	uint8_t *buf;
+	size_t cost; /* counted against the connection's queue bound */
 };
+
+/* What an answer costs beyond its bytes: the write request and the
+ * allocator's overhead, so that many tiny answers are bounded too. */
+#define ANSWER_OVERHEAD (sizeof(struct kvd_write) + 64)
 
 struct kvd_listener {
 	uv_loop_t *loop;
@@ -156,6 +164,7 @@ static void write_cb(uv_write_t *w, int status)
 	struct kvd_write *wr = w->data;
 	struct kvd_conn *conn = w->handle->data;
 
+	conn->out_bytes -= wr->cost;
 	free(wr->buf);
 	free(wr);
 	if (status < 0 && status != UV_ECANCELED && !conn->closing) {
@@ -171,7 +180,7 @@ static void conn_send(struct kvd_conn *conn, Kvpb__Response *m)
 {
 	struct kvd_write *wr;
 	uv_buf_t buf;
-	size_t len, queued;
+	size_t len;
 	int rv;
 
 	if (conn->closing)
@@ -185,10 +194,11 @@ static void conn_send(struct kvd_conn *conn, Kvpb__Response *m)
 		if (rv == RAFT_ENOMEM)
 			goto err_nomem;
 		conn_abort(conn, RAFT_LOG_ERROR, "answer exceeds frame limit",
-			   "bytes=%zu", len);
+			   "bytes=%zu", kvpb__response__get_packed_size(m));
 		return;
 	}
 	wr->req.data = wr;
+	wr->cost = len + ANSWER_OVERHEAD;
 	buf = uv_buf_init((char *)wr->buf, (unsigned)len);
 	rv = uv_write(&wr->req, (uv_stream_t *)&conn->tcp, &buf, 1, write_cb);
 	if (rv != 0) {
@@ -200,11 +210,12 @@ static void conn_send(struct kvd_conn *conn, Kvpb__Response *m)
 		conn_close(conn);
 		return;
 	}
-	queued = uv_stream_get_write_queue_size((uv_stream_t *)&conn->tcp);
-	if (queued > conn->l->o.max_queue)
-		conn_abort(
-		    conn, RAFT_LOG_WARN, "client is not reading its answers",
-		    "queued_bytes=%zu limit=%zu", queued, conn->l->o.max_queue);
+	conn->out_bytes += wr->cost;
+	if (conn->out_bytes > conn->l->o.max_queue)
+		conn_abort(conn, RAFT_LOG_WARN,
+			   "client is not reading its answers",
+			   "queued_bytes=%zu limit=%zu", conn->out_bytes,
+			   conn->l->o.max_queue);
 	return;
 
 err_nomem:

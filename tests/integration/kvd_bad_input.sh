@@ -85,11 +85,16 @@ elif case == "pipelined":
             answers += 1
     s.close()
     sys.exit(0)
-elif case == "silent":
-    # Ask for a 1 MiB value many times and never read the answers.
+elif case in ("silent", "silent-small"):
+    # Ask for a 1 MiB value many times, or for many small answers, and
+    # never read them.
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.setblocking(False)
-    want = b"".join(get_request(i, b"big", True) for i in range(1, 200))
+    if case == "silent":
+        want = b"".join(get_request(i, b"big", True) for i in range(1, 200))
+    else:
+        want = b"".join(status_request(i) for i in range(1, 200000))
+    lines_before = open(sys.argv[3]).read().count("client is not reading")
     sent = 0
     deadline = time.time() + 5
     while sent < len(want) and time.time() < deadline:
@@ -101,7 +106,7 @@ elif case == "silent":
             break
     while time.time() < deadline:
         with open(sys.argv[3]) as f:
-            if "client is not reading its answers" in f.read():
+            if f.read().count("client is not reading") > lines_before:
                 sys.exit(0)
         time.sleep(0.05)
     sys.exit(1)
@@ -134,6 +139,9 @@ check "a request without an op: the connection is closed" raw unknown-op
 check_out "... with one log line" 1 count "request with an unknown op"
 check "a client that never reads is disconnected" raw silent "$LOG"
 check_out "... with one log line" 1 count "client is not reading its answers"
+check "a client that never reads many small answers is disconnected" \
+	raw silent-small "$LOG"
+check_out "... with one log line" 2 count "client is not reading its answers"
 
 check_rc "node 1 still takes writes" 0 kvctl_at 1 --timeout 3s put after bad
 check_out "node 1 still serves reads" bad kvctl_at 1 --timeout 3s get after
