@@ -24,6 +24,12 @@ check_rc "kvd with --heartbeat-ticks not below --election-ticks exits 2" 2 \
 	--peers "$IT_PEERS" --election-ticks 5 --heartbeat-ticks 5
 check_rc "kvctl with an unknown command exits 2" 2 "$KVCTL" frob
 check_rc "kvctl get without a key exits 2" 2 "$KVCTL" get
+check_rc "kvctl --timeout 0 exits 2" 2 "$KVCTL" --timeout 0 get k
+check_rc "kvctl --timeout 5h exits 2" 2 "$KVCTL" --timeout 5h get k
+check_rc "kvctl --endpoints with an empty entry exits 2" 2 \
+	"$KVCTL" --endpoints 127.0.0.1:1,,127.0.0.1:2 get k
+check_rc "kvctl --endpoints without a port exits 2" 2 \
+	"$KVCTL" --endpoints localhost get k
 
 # Node 1 reads its settings from a config file; the others from flags.
 cat >"$IT_TMP/node1.ini" <<EOF
