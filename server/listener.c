@@ -587,6 +587,8 @@ static void connection_cb(uv_stream_t *server, int status)
 	if (rv == 0)
 		remote_name(&conn->tcp, conn->remote, sizeof(conn->remote));
 	if (rv != 0 || l->draining || l->n_conns >= l->o.max_clients) {
+		/* TODO(kvd): rate-limit this line; a client that reconnects
+		 * in a loop while the limit holds floods the log. */
 		if (rv == 0)
 			kvd_log(
 			    RAFT_LOG_WARN, "refusing client connection",
