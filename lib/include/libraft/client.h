@@ -239,9 +239,11 @@ RAFT_API const char *kv_client_sync_endpoint(const struct kv_client_sync *s,
 /* Caveats:
  *   - Writes are not de-duplicated by the server: a write reported unknown
  *     may have been applied; the caller decides whether to retry it.
- *   - Endpoint names are resolved once per connection attempt with
- *     getaddrinfo on the loop thread (blocking); use numeric addresses
- *     where that matters.
+ *   - Endpoint names are resolved with getaddrinfo (blocking) when the
+ *     client is created and when it learns a leader's address; use numeric
+ *     addresses where that matters.
+ *   - A write to a connection the server has closed raises SIGPIPE: a
+ *     program using the client should ignore it (kvctl does).
  */
 
 #ifdef __cplusplus
