@@ -521,7 +521,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			conn_abort(conn, RAFT_LOG_WARN, "truncated frame",
 				   "pending_bytes=%zu", pending);
 		else
-			conn_close(conn);
+			kvd_log(RAFT_LOG_DEBUG, "client disconnected",
+				"remote=%s", conn->remote);
+		conn_close(conn);
 		return;
 	}
 	if (nread < 0) {
@@ -607,6 +609,8 @@ static void connection_cb(uv_stream_t *server, int status)
 	l->conns = conn;
 	l->n_conns++;
 	uv_tcp_nodelay(&conn->tcp, 1);
+	kvd_log(RAFT_LOG_DEBUG, "client connected", "remote=%s clients=%zu",
+		conn->remote, l->n_conns);
 	rv = uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
 	if (rv != 0)
 		conn_abort(conn, RAFT_LOG_WARN, "cannot read", "error=\"%s\"",
