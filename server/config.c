@@ -384,8 +384,7 @@ static const struct key *key_find(const char *name)
 	return NULL;
 }
 
-/* ---- The INI file
- * ------------------------------------------------------------ */
+/* ---- The INI file ------------------------------------------------------- */
 
 struct ini_state {
 	struct kvd_config *cfg;
@@ -444,8 +443,7 @@ static int load_file(struct kvd_config *cfg, const char *path)
 	return rv == 0 && !st.failed ? 0 : -1;
 }
 
-/* ---- Flags
- * ------------------------------------------------------------------- */
+/* ---- Flags -------------------------------------------------------------- */
 
 static void build_longopts(struct option *o)
 {

@@ -156,8 +156,7 @@ static void conn_abort(struct kvd_conn *conn, enum raft_log_level level,
 	conn_close(conn);
 }
 
-/* ---- Answers
- * ----------------------------------------------------------------- */
+/* ---- Answers ------------------------------------------------------------ */
 
 static void write_cb(uv_write_t *w, int status)
 {
@@ -617,8 +616,7 @@ static void connection_cb(uv_stream_t *server, int status)
 			   uv_strerror(rv));
 }
 
-/* ---- Listener
- * ---------------------------------------------------------------- */
+/* ---- Listener ----------------------------------------------------------- */
 
 static int resolve(const char *addr, struct sockaddr_storage *ss, char *errmsg,
 		   size_t errlen)

@@ -194,7 +194,7 @@ static void conn_fail(struct kvc_conn *conn, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void route(struct kvc_req *req);
 
-/* ---- Frames and requests ----------------------------------------------- */
+/* ---- Frames and requests ------------------------------------------------ */
 
 static void frame_unref(struct kvc_frame *f)
 {
@@ -378,7 +378,7 @@ static void routing_succeeded(struct kv_client *c, size_t ep)
 	c->backoff_ms = BACKOFF_MIN_MS;
 }
 
-/* ---- Connections --------------------------------------------------------- */
+/* ---- Connections -------------------------------------------------------- */
 
 static void conn_closed_cb(uv_handle_t *h);
 
@@ -681,7 +681,7 @@ static void route(struct kvc_req *req)
 		conn_send(conn, req);
 }
 
-/* ---- Answers ------------------------------------------------------------- */
+/* ---- Answers ------------------------------------------------------------ */
 
 static struct kvc_req *conn_take(struct kvc_conn *conn, uint64_t id)
 {
