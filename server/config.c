@@ -25,8 +25,7 @@ struct key {
 	key_setter set;
 };
 
-/* ---- Value parsers ----------------------------------------------------------
- */
+/* ---- Value parsers ------------------------------------------------------ */
 
 static int parse_uint(const char *val, unsigned long long min,
 		      unsigned long long max, unsigned long long *out)
@@ -78,8 +77,7 @@ static int parse_bool(const char *val, bool *out)
 	return -1;
 }
 
-/* ---- Setters ----------------------------------------------------------------
- */
+/* ---- Setters ------------------------------------------------------------ */
 
 static int set_id(struct kvd_config *cfg, const char *val, char *err,
 		  size_t errlen)

@@ -64,7 +64,6 @@ struct kvd_conn {
 struct kvd_req {
 	struct kvd_conn *conn;
 	uint64_t id;
-	enum { REQ_GET, REQ_WRITE } kind;
 };
 
 struct kvd_write {
@@ -318,8 +317,7 @@ static void write_done_cb(void *arg, int status, uint64_t index)
 	req_done(req);
 }
 
-/* ---- Requests --------------------------------------------------------------
- */
+/* ---- Requests ----------------------------------------------------------- */
 
 static void answer_status(struct kvd_conn *conn, uint64_t id)
 {
@@ -440,36 +438,37 @@ static void handle_request(struct kvd_conn *conn, const Kvpb__Request *m)
 	}
 	req->conn = conn;
 	req->id = m->id;
+	/* The request holds the connection from here, so that a callback can
+	 * never find it freed. */
+	conn->refs++;
+	conn->inflight++;
 	switch (m->op_case) {
 	case KVPB__REQUEST__OP_GET:
-		req->kind = REQ_GET;
 		rv = kv_store_get(s, key->data, key->len, m->get->serializable,
 				  read_done_cb, req);
 		break;
 	case KVPB__REQUEST__OP_PUT:
-		req->kind = REQ_WRITE;
 		rv = kv_store_put(s, key->data, key->len, m->put->value.data,
 				  vlen, write_done_cb, req);
 		break;
 	default:
-		req->kind = REQ_WRITE;
 		rv = kv_store_del(s, key->data, key->len, write_done_cb, req);
 		break;
 	}
 	if (rv != RAFT_OK) {
 		free(req);
+		conn->inflight--;
+		conn->refs--; /* the handle's reference remains */
 		answer_refusal(conn, m->id, rv, key->len, vlen);
 		return;
 	}
-	conn->refs++;
-	if (++conn->inflight >= conn->l->o.max_inflight && !conn->paused) {
+	if (conn->inflight >= conn->l->o.max_inflight && !conn->paused) {
 		conn->paused = true;
 		uv_read_stop((uv_stream_t *)&conn->tcp);
 	}
 }
 
-/* ---- Reading ---------------------------------------------------------------
- */
+/* ---- Reading ------------------------------------------------------------ */
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -536,8 +535,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	conn_process(conn);
 }
 
-/* ---- Accepting --------------------------------------------------------------
- */
+/* ---- Accepting ---------------------------------------------------------- */
 
 static void remote_name(uv_tcp_t *tcp, char *out, size_t len)
 {

@@ -42,8 +42,7 @@
 #define BACKOFF_MIN_MS 25
 #define BACKOFF_MAX_MS 250
 
-/* ---- Intrusive lists ------------------------------------------------------
- */
+/* ---- Intrusive lists ---------------------------------------------------- */
 
 struct kvc_link {
 	struct kvc_link *prev;
@@ -97,8 +96,7 @@ static void link_move_all(struct kvc_link *from, struct kvc_link *to)
 	}
 }
 
-/* ---- Types -----------------------------------------------------------------
- */
+/* ---- Types -------------------------------------------------------------- */
 
 /* An encoded request shared by the request and every write of it. */
 struct kvc_frame {
@@ -267,8 +265,7 @@ static void req_fail(struct kvc_req *req, int rc, bool unknown, const char *fmt,
 	req_finish(req, &res);
 }
 
-/* ---- Endpoints ------------------------------------------------------------
- */
+/* ---- Endpoints ---------------------------------------------------------- */
 
 /* Parse "host:port" (or "[v6]:port") and resolve it. */
 static int endpoint_parse(const char *s, struct kvc_endpoint *ep, char *errmsg,
@@ -804,8 +801,7 @@ static void handle_response(struct kvc_conn *conn, const Kvpb__Response *m)
 	req_finish(req, &res);
 }
 
-/* ---- Deadlines --------------------------------------------------------------
- */
+/* ---- Deadlines ---------------------------------------------------------- */
 
 static void deadline_cb(uv_timer_t *t);
 
@@ -861,8 +857,7 @@ static void deadline_cb(uv_timer_t *t)
 		deadline_arm(c);
 }
 
-/* ---- Public calls ----------------------------------------------------------
- */
+/* ---- Public calls ------------------------------------------------------- */
 
 void kv_client_config_init(struct kv_client_config *cfg)
 {
