@@ -263,6 +263,20 @@ static int set_no_sync(struct kvd_config *cfg, const char *val, char *err,
 	return 0;
 }
 
+static int set_follower_reads(struct kvd_config *cfg, const char *val,
+			      char *err, size_t errlen)
+{
+	if (val == NULL) {
+		cfg->follower_reads = true;
+		return 0;
+	}
+	if (parse_bool(val, &cfg->follower_reads) != 0) {
+		snprintf(err, errlen, "'%s': want true or false", val);
+		return -1;
+	}
+	return 0;
+}
+
 static const struct key keys[] = {
     {"id", "N", "this node's id, one of the ids in --peers", set_id},
     {"data-dir", "DIR",
@@ -290,6 +304,10 @@ static const struct key keys[] = {
      "answers queued for a client that does not read them before it is "
      "disconnected (default 32)",
      set_client_queue},
+    {"follower-reads", NULL,
+     "serve linearizable reads on followers too (ReadIndex through the "
+     "leader) instead of redirecting them to the leader",
+     set_follower_reads},
     {"unsafe-no-sync", NULL,
      "skip fdatasync: loses acknowledged writes on power loss "
      "(benchmarks only)",

@@ -19,11 +19,14 @@
  * normally; their answers are dropped. A client that keeps max_inflight
  * requests in the store is not read from until some complete.
  *
+ * A follower answers writes, and linearizable reads unless follower reads
+ * are on, with RAFT_ENOTLEADER and the leader's id and client address; it
+ * proposes nothing. Serializable reads are answered by any node.
+ *
  * Errors a request can get without a closed connection: RAFT_EINVAL (empty
  * key), RAFT_ETOOBIG (key or value over the store's limits),
- * RAFT_ENOTLEADER with the leader's id and client address (the store
- * proposed nothing), RAFT_EBUSY, RAFT_EUNAVAIL (shutting down or failed;
- * nothing done), and whatever the store's callbacks report.
+ * RAFT_ENOTLEADER (see above), RAFT_EBUSY, RAFT_EUNAVAIL (shutting down or
+ * failed; nothing done), and whatever the store's callbacks report.
  *
  * Connection states:
  *
@@ -395,6 +398,16 @@ static void answer_refusal(struct kvd_conn *conn, uint64_t id, int rv,
 	conn_send_error(conn, id, rv, raft_strerror(rv));
 }
 
+/* Whether this node leads now. A leadership lost right after the check
+ * is harmless: the store's read still confirms leadership (ReadIndex). */
+static bool is_leader(struct kv_store *s)
+{
+	struct raft_node_status st;
+
+	memset(&st, 0, sizeof(st));
+	return kv_store_status(s, &st) == RAFT_OK && st.role == RAFT_LEADER;
+}
+
 static void handle_request(struct kvd_conn *conn, const Kvpb__Request *m)
 {
 	struct kv_store *s = conn->l->store;
@@ -429,6 +442,11 @@ static void handle_request(struct kvd_conn *conn, const Kvpb__Request *m)
 	}
 	if (key->len == 0) {
 		conn_send_error(conn, m->id, RAFT_EINVAL, "empty key");
+		return;
+	}
+	if (m->op_case == KVPB__REQUEST__OP_GET && !m->get->serializable &&
+	    !conn->l->o.follower_reads && !is_leader(s)) {
+		conn_send_not_leader(conn, m->id);
 		return;
 	}
 	req = malloc(sizeof(*req));

@@ -175,6 +175,7 @@ static int start(struct kvd *d)
 	lo.max_clients = d->cfg.max_clients;
 	lo.max_queue = d->cfg.max_client_queue;
 	lo.max_inflight = 1024;
+	lo.follower_reads = d->cfg.follower_reads;
 	rv = kvd_listener_start(&d->loop, d->store, &lo, &d->listener, err,
 				sizeof(err));
 	if (rv != RAFT_OK) {

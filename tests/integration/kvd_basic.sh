@@ -44,7 +44,7 @@ log-level = info
 EOF
 start_proc 1 "$KVD" --config "$IT_TMP/node1.ini"
 start_node 2
-start_node 3
+start_node 3 --follower-reads
 leader=$(wait_leader 10)
 check "a leader is elected" [ -n "$leader" ]
 check_rc "the node started from a config file answers status" 0 \
@@ -58,6 +58,17 @@ for k in 1 2 3; do
 done
 check_out "serializable get through node 3 (after a linearizable one)" \
 	hello kvctl_at 3 --serializable get greeting
+# shellcheck disable=SC2317 # called through check_out
+answered_by() {
+	"$KVCTL" --endpoints "$(client_addr "$1")" --json get greeting |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["endpoint"])'
+}
+follower=1
+[ "$leader" = 1 ] && follower=2
+check_out "a follower redirects a linearizable read to the leader" \
+	"$(client_addr "$leader")" answered_by "$follower"
+check_out "a node with --follower-reads serves linearizable reads itself" \
+	"$(client_addr 3)" answered_by 3
 
 # Delete, and what a missing key looks like.
 check_rc "del through node 3" 0 kvctl_at 3 del greeting
