@@ -42,13 +42,15 @@ peers = $IT_PEERS
 tick-ms = 50
 log-level = info
 EOF
-start_proc 1 "$KVD" --config "$IT_TMP/node1.ini"
+start_proc 1 "$KVD" --config "$IT_TMP/node1.ini" --log-level debug
 start_node 2
 start_node 3 --follower-reads
 leader=$(wait_leader 10)
 check "a leader is elected" [ -n "$leader" ]
 check_rc "the node started from a config file answers status" 0 \
 	kvctl_at 1 --timeout 2s status
+check "a flag overrides the file (--log-level debug over info)" \
+	grep -q 'level=debug msg="client connected"' "$(log_of 1)"
 
 # Writes through one node are read through every other.
 check_rc "put through node 2" 0 kvctl_at 2 put greeting hello
