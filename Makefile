@@ -10,6 +10,7 @@
 #   make fmt          clang-format every C file
 #   make sim SEEDS=N  run N simulation seeds (long runs)
 #   make bench        print benchmark figures
+#   make bench-compare  kvd against etcd (REPS=2, QUICK=1; see the script)
 
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
@@ -78,7 +79,7 @@ endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
 	install uninstall fmt clean bench docs tests bench-kv bench-log \
-	bench-node
+	bench-node bench-compare
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -228,6 +229,10 @@ fmt:
 
 bench: tests
 	@scripts/bench.sh
+
+# kvd against etcd on this machine; about 15 minutes with REPS=2.
+bench-compare:
+	@BUILD=$(BUILD) scripts/bench-compare.sh
 
 # State machine apply throughput (bench/kv_apply.c).
 $(BUILD)/bench/kv_apply: $(BUILD)/obj/bench/kv_apply.o $(STATIC_LIB)
