@@ -9,13 +9,15 @@
 # Node K: clients on 127.0.0.1:2500K, peers on 127.0.0.1:2510K, data in
 # BASE/nodeK, log BASE/nodeK.log, pid BASE/nodeK.pid. Environment: BUILD
 # (default build), N (3 or 5), KVD_BENCH_BASE (default /var/tmp/kvd-bench:
-# keep it on a real disk, not tmpfs), KVD_EXTRA (more kvd flags).
+# keep it on a real disk, not tmpfs), KVD (the kvd binary, default
+# BUILD/bin/kvd), KVD_EXTRA (more kvd flags).
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
 BUILD=${BUILD:-build}
 N=${N:-3}
 BASE=${KVD_BENCH_BASE:-/var/tmp/kvd-bench}
+KVD=${KVD:-$BUILD/bin/kvd}
 CLIENT_PORT=25000
 PEER_PORT=25100
 
@@ -72,7 +74,7 @@ start() {
 	rm -rf "$BASE"
 	mkdir -p "$BASE"
 	for ((k = 1; k <= N; k++)); do
-		setsid "$BUILD/bin/kvd" --id "$k" --data-dir "$BASE/node$k" \
+		setsid "$KVD" --id "$k" --data-dir "$BASE/node$k" \
 			--client-addr "127.0.0.1:$((CLIENT_PORT + k))" \
 			--peers "$(peers)" --log-level warn ${KVD_EXTRA:-} \
 			>"$BASE/node$k.log" 2>&1 </dev/null &
