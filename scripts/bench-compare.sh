@@ -198,7 +198,7 @@ echo "bench-compare: results in $OUT (REPS=$REPS, DURATION=$DURATION, QUICK=$QUI
 	echo "host: $(nproc) cores, $(uname -r)"
 	echo "kvd: $(git describe --always --dirty 2>/dev/null)"
 	echo "etcd: $(etcd --version 2>/dev/null | head -1)"
-	echo "reps: $REPS, duration per run: $DURATION, data on $BENCH_BASE ($(stat -f -c %T "$BENCH_BASE"))"
+	echo "reps: $REPS, duration per run: $DURATION, data on $BENCH_BASE ($(findmnt -n -o FSTYPE -T "$BENCH_BASE" 2>/dev/null))"
 } >"$OUT/meta.txt"
 for ((rep = 1; rep <= REPS; rep++)); do
 	if ((rep % 2)); then order="kvd etcd"; else order="etcd kvd"; fi
