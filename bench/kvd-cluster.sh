@@ -74,6 +74,7 @@ start() {
 	rm -rf "$BASE"
 	mkdir -p "$BASE"
 	for ((k = 1; k <= N; k++)); do
+		# shellcheck disable=SC2086 # KVD_EXTRA is a list of flags
 		setsid "$KVD" --id "$k" --data-dir "$BASE/node$k" \
 			--client-addr "127.0.0.1:$((CLIENT_PORT + k))" \
 			--peers "$(peers)" --log-level warn ${KVD_EXTRA:-} \

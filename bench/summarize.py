@@ -77,7 +77,7 @@ def table(runs):
     for members in sorted({k[0] for k in runs}):
         lines.append(f"\n**{members} members** (median of "
                      f"{max(len(v) for k, v in runs.items() if k[0] == members)}"
-                     " fresh clusters)\n")
+                     " fresh cluster(s))\n")
         lines.append("| workload (clients/conns) | kvd QPS | etcd QPS | "
                      "QPS kvd/etcd | kvd p50 / p99 ms | etcd p50 / p99 ms | "
                      "p50 kvd/etcd | kvd CPU µs/req srv+cli | "

@@ -47,8 +47,9 @@ die() {
 case $REPS in
 '' | *[!0-9]* | 0) die "REPS must be a whole number of at least 1" ;;
 esac
-[ -x "$ETCD_BENCH_DIR/cluster" ] && [ -x "$ETCD_BENCH_DIR/build" ] ||
+if [ ! -x "$ETCD_BENCH_DIR/cluster" ] || [ ! -x "$ETCD_BENCH_DIR/build" ]; then
 	die "no etcd cluster/build scripts in $ETCD_BENCH_DIR (set ETCD_BENCH_DIR)"
+fi
 if [ "$(stat -f -c %T "$BENCH_BASE")" = tmpfs ]; then
 	die "BENCH_BASE=$BENCH_BASE is on tmpfs: syncs would cost nothing"
 fi
@@ -62,11 +63,12 @@ install_etcd() {
 	[ "$(id -u)" = 0 ] || sudo=sudo
 	echo "bench-compare: installing etcd-server and golang from Debian"
 	export DEBIAN_FRONTEND=noninteractive
-	$sudo apt-get update -qq &&
+	if ! { $sudo apt-get update -qq &&
 		$sudo apt-get install -y -qq etcd-server etcd-client >/dev/null &&
 		$sudo apt-get install -y -qq --no-install-recommends golang-go \
-			golang-etcd-server-dev >/dev/null ||
+			golang-etcd-server-dev >/dev/null; }; then
 		die "apt-get could not install etcd-server / golang"
+	fi
 }
 
 mkdir -p "$OUT/bin" || die "cannot create $OUT"
@@ -106,6 +108,7 @@ cpu_ticks() {
 		f=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
 		f=${f##*) }
 		# After "pid (comm) ": state is field 3; utime 14, stime 15.
+		# shellcheck disable=SC2086 # split into fields on purpose
 		set -- $f
 		sum=$((sum + ${12} + ${13}))
 	done
@@ -155,11 +158,13 @@ run_cell() {
 	eps=$(N=$n PERF_N=$n cluster "$sys" eps)
 	pids=$(N=$n PERF_N=$n cluster "$sys" pids)
 	load=$(cut -d' ' -f1 /proc/loadavg)
+	# shellcheck disable=SC2086 # one pid a word
 	s0=$(cpu_ticks $pids)
 	# shellcheck disable=SC2086
 	out=$(bash -c '"$@" 2>>"$LOG"; rc=$?; s=$(cat /proc/$$/stat);
 		s=${s##*) }; set -- $s; echo "cpu ${14} ${15}"; exit $rc' \
 		_ "$tool" -endpoints="$eps" -duration="$DURATION" $flags)
+	# shellcheck disable=SC2086
 	s1=$(cpu_ticks $pids)
 	line=$(grep -v '^cpu ' <<<"$out")
 	client=$(grep '^cpu ' <<<"$out" | awk -v hz="$HZ" \
@@ -175,6 +180,7 @@ run_cell() {
 		"$load" "$(awk -v a="$s0" -v b="$s1" -v hz="$HZ" \
 			'BEGIN{printf "%.3f", (b - a) / hz}')" \
 		"$client" "$line" >>"$RAW"
+	# shellcheck disable=SC2001 # two back-references
 	printf '  %-5s %-14s load %-5s %s\n' "$sys" "$name" "$load" \
 		"$(sed 's/ lat(ms).*p50=\([0-9.]*\).*p99=\([0-9.]*\) p99.9.*/ p50=\1 p99=\2/' <<<"$line")"
 }
