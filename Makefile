@@ -10,6 +10,8 @@
 #   make fmt          clang-format every C file
 #   make sim SEEDS=N  run N simulation seeds (long runs)
 #   make bench        print benchmark figures
+#   make bench-core   entries/s through three in-memory cores
+#   make mutants      build the simulation against broken cores
 #   make bench-compare  kvd against etcd (REPS=2, QUICK=1; see the script)
 
 PREFIX ?= /usr/local
@@ -79,7 +81,7 @@ endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
 	install uninstall fmt clean bench docs tests bench-kv bench-log \
-	bench-node bench-compare
+	bench-node bench-core mutants bench-compare
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -230,7 +232,13 @@ fmt:
 bench: tests
 	@scripts/bench.sh
 
-# kvd against etcd on this machine; about 15 minutes with REPS=2.
+bench-core: $(BUILD)/tests/sim
+	$(BUILD)/tests/sim --bench
+
+mutants:
+	@BUILD=$(BUILD) SAN=$(SAN) tests/sim/mutants.sh
+
+# kvd against etcd on this machine; about 10 minutes with REPS=2.
 bench-compare:
 	@BUILD=$(BUILD) scripts/bench-compare.sh
 

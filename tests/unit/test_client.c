@@ -264,7 +264,8 @@ static void outcome_cb(void *arg, const struct kv_client_result *res)
 	o->unknown = res->unknown;
 	ck_assert_ptr_nonnull(res->error);
 	ck_assert_uint_le(res->value_len, sizeof(o->value));
-	memcpy(o->value, res->value, res->value_len);
+	if (res->value_len > 0)
+		memcpy(o->value, res->value, res->value_len);
 	o->value_len = res->value_len;
 	snprintf(o->endpoint, sizeof(o->endpoint), "%s", res->endpoint);
 	if (res->status != NULL)
