@@ -12,6 +12,7 @@
 #   make bench        print benchmark figures
 #   make bench-core   entries/s through three in-memory cores
 #   make mutants      build the simulation against broken cores
+#   make bench-compare  kvd against etcd (REPS=2, QUICK=1; see the script)
 
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
@@ -80,7 +81,7 @@ endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
 	install uninstall fmt clean bench docs tests bench-kv bench-log \
-	bench-node bench-core mutants
+	bench-node bench-core mutants bench-compare
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -236,6 +237,10 @@ bench-core: $(BUILD)/tests/sim
 
 mutants:
 	@BUILD=$(BUILD) SAN=$(SAN) tests/sim/mutants.sh
+
+# kvd against etcd on this machine; about 10 minutes with REPS=2.
+bench-compare:
+	@BUILD=$(BUILD) scripts/bench-compare.sh
 
 # State machine apply throughput (bench/kv_apply.c).
 $(BUILD)/bench/kv_apply: $(BUILD)/obj/bench/kv_apply.o $(STATIC_LIB)
