@@ -2,9 +2,12 @@
  *
  * Happy path: a client connects; each frame it sends decodes to a Request,
  * which becomes one store call (kv_store_get/put/del/status) carrying the
- * request id; the store's callback encodes a Response with that id and
- * queues it on the connection. Many requests may be in the store at once
- * per connection, and their answers go out in the order they complete.
+ * request id; the store's callback packs a Response with that id into the
+ * connection's answer buffer. Once per loop turn, before the loop waits
+ * for I/O, every connection with answers gets one write for all of them
+ * (one write(2) for many answers under load). Many requests may be in the
+ * store at once per connection, and their answers go out in the order they
+ * complete.
  *
  * Failure modes, each closing that connection with one log line while
  * every other connection carries on:
@@ -57,7 +60,12 @@ struct kvd_conn {
 	char remote[RAFT_ADDR_MAX];
 	unsigned refs;	  /* the handle, plus one per request in the store */
 	size_t inflight;  /* requests in the store */
-	size_t out_bytes; /* answers queued, not yet written, with costs */
+	size_t out_bytes; /* answers handed to libuv, not yet written, with
+			     costs */
+	uint8_t *out;	  /* answers packed since the last flush */
+	size_t out_len, out_cap;
+	bool dirty; /* on the listener's dirty list (holding a reference) */
+	struct kvd_conn *dirty_next;
 	bool closing;
 	bool paused; /* reading stopped: too many requests in flight */
 	struct kvd_conn *prev, *next;
@@ -75,8 +83,8 @@ struct kvd_write {
 	size_t cost; /* counted against the connection's queue bound */
 };
 
-/* What an answer costs beyond its bytes: the write request and the
- * allocator's overhead, so that many tiny answers are bounded too. */
+/* What a write costs beyond its bytes: the write request and the
+ * allocator's overhead, so that many small writes are bounded too. */
 #define ANSWER_OVERHEAD (sizeof(struct kvd_write) + 64)
 
 struct kvd_listener {
@@ -86,6 +94,8 @@ struct kvd_listener {
 	char addr[RAFT_ADDR_MAX];
 	uv_tcp_t tcp;
 	uv_timer_t flush_timer;
+	uv_prepare_t flusher; /* writes what answers piled up, once per turn */
+	struct kvd_conn *dirty; /* connections with answers to write */
 	struct kvd_conn *conns; /* every connection not yet freed */
 	size_t n_conns;
 	unsigned open_handles;
@@ -121,6 +131,7 @@ static void conn_unref(struct kvd_conn *conn)
 		conn->next->prev = conn->prev;
 	l->n_conns--;
 	rframe_reader_free(&conn->reader);
+	free(conn->out);
 	free(conn);
 	listener_maybe_free(l);
 }
@@ -176,31 +187,26 @@ static void write_cb(uv_write_t *w, int status)
 	}
 }
 
-/* Queue m on conn, unless the connection is closing. */
-static void conn_send(struct kvd_conn *conn, Kvpb__Response *m)
+/* Hand what conn has packed to libuv in one write. */
+static void conn_flush(struct kvd_conn *conn)
 {
 	struct kvd_write *wr;
 	uv_buf_t buf;
-	size_t len;
 	int rv;
 
-	if (conn->closing)
+	if (conn->closing || conn->out_len == 0)
 		return;
 	wr = malloc(sizeof(*wr));
-	if (wr == NULL)
-		goto err_nomem;
-	rv = rframe_pack(&m->base, KV_CLIENT_MAX_FRAME, &wr->buf, &len);
-	if (rv != 0) {
-		free(wr);
-		if (rv == RAFT_ENOMEM)
-			goto err_nomem;
-		conn_abort(conn, RAFT_LOG_ERROR, "answer exceeds frame limit",
-			   "bytes=%zu", kvpb__response__get_packed_size(m));
+	if (wr == NULL) {
+		conn_abort(conn, RAFT_LOG_ERROR, "out of memory", NULL);
 		return;
 	}
 	wr->req.data = wr;
-	wr->cost = len + ANSWER_OVERHEAD;
-	buf = uv_buf_init((char *)wr->buf, (unsigned)len);
+	wr->buf = conn->out;
+	wr->cost = conn->out_len + ANSWER_OVERHEAD;
+	buf = uv_buf_init((char *)conn->out, (unsigned)conn->out_len);
+	conn->out = NULL;
+	conn->out_len = conn->out_cap = 0;
 	rv = uv_write(&wr->req, (uv_stream_t *)&conn->tcp, &buf, 1, write_cb);
 	if (rv != 0) {
 		free(wr->buf);
@@ -212,15 +218,80 @@ static void conn_send(struct kvd_conn *conn, Kvpb__Response *m)
 		return;
 	}
 	conn->out_bytes += wr->cost;
-	if (conn->out_bytes > conn->l->o.max_queue)
-		conn_abort(conn, RAFT_LOG_WARN,
-			   "client is not reading its answers",
-			   "queued_bytes=%zu limit=%zu", conn->out_bytes,
-			   conn->l->o.max_queue);
-	return;
+}
 
-err_nomem:
-	conn_abort(conn, RAFT_LOG_ERROR, "out of memory", NULL);
+/* Once per loop turn, before the loop waits for I/O: one write per
+ * connection for every answer produced since the last turn, whichever
+ * phase of the loop produced it. */
+static void flusher_cb(uv_prepare_t *p)
+{
+	struct kvd_listener *l = p->data;
+
+	while (l->dirty != NULL) {
+		struct kvd_conn *conn = l->dirty;
+
+		l->dirty = conn->dirty_next;
+		conn->dirty_next = NULL;
+		conn->dirty = false;
+		conn_flush(conn);
+		conn_unref(conn);
+	}
+	uv_prepare_stop(p);
+}
+
+/* Make room for n more bytes in conn's answer buffer. */
+static int conn_reserve(struct kvd_conn *conn, size_t n)
+{
+	size_t cap = conn->out_cap != 0 ? conn->out_cap : 4096;
+	uint8_t *out;
+
+	if (conn->out_len + n <= conn->out_cap)
+		return 0;
+	while (cap < conn->out_len + n)
+		cap *= 2;
+	out = realloc(conn->out, cap);
+	if (out == NULL)
+		return RAFT_ENOMEM;
+	conn->out = out;
+	conn->out_cap = cap;
+	return 0;
+}
+
+/* Pack m into conn's answer buffer, unless the connection is closing; the
+ * flusher writes it before the loop next waits. Answers count against the
+ * connection's queue bound from here until they are written. */
+static void conn_send(struct kvd_conn *conn, Kvpb__Response *m)
+{
+	struct kvd_listener *l = conn->l;
+	size_t len = kvpb__response__get_packed_size(m);
+	size_t queued;
+
+	if (conn->closing)
+		return;
+	if (len > KV_CLIENT_MAX_FRAME) {
+		conn_abort(conn, RAFT_LOG_ERROR, "answer exceeds frame limit",
+			   "bytes=%zu", len);
+		return;
+	}
+	if (conn_reserve(conn, RFRAME_HEADER + len) != 0) {
+		conn_abort(conn, RAFT_LOG_ERROR, "out of memory", NULL);
+		return;
+	}
+	rframe_header_put(conn->out + conn->out_len, (uint32_t)len);
+	kvpb__response__pack(m, conn->out + conn->out_len + RFRAME_HEADER);
+	conn->out_len += RFRAME_HEADER + len;
+	if (!conn->dirty) {
+		conn->dirty = true;
+		conn->refs++;
+		conn->dirty_next = l->dirty;
+		l->dirty = conn;
+		uv_prepare_start(&l->flusher, flusher_cb);
+	}
+	queued = conn->out_bytes + conn->out_len;
+	if (queued > l->o.max_queue)
+		conn_abort(
+		    conn, RAFT_LOG_WARN, "client is not reading its answers",
+		    "queued_bytes=%zu limit=%zu", queued, l->o.max_queue);
 }
 
 /* Answer with an error code and text. */
@@ -694,9 +765,11 @@ int kvd_listener_start(uv_loop_t *loop, struct kv_store *store,
 	l->o.addr = l->addr;
 	uv_tcp_init(loop, &l->tcp);
 	uv_timer_init(loop, &l->flush_timer);
+	uv_prepare_init(loop, &l->flusher);
 	l->tcp.data = l;
 	l->flush_timer.data = l;
-	l->open_handles = 2;
+	l->flusher.data = l;
+	l->open_handles = 3;
 	rv = uv_tcp_bind(&l->tcp, (const struct sockaddr *)&ss, 0);
 	if (rv == 0)
 		rv = uv_listen((uv_stream_t *)&l->tcp, 128, connection_cb);
@@ -709,6 +782,7 @@ int kvd_listener_start(uv_loop_t *loop, struct kv_store *store,
 		uv_close((uv_handle_t *)&l->tcp, listener_handle_closed_cb);
 		uv_close((uv_handle_t *)&l->flush_timer,
 			 listener_handle_closed_cb);
+		uv_close((uv_handle_t *)&l->flusher, listener_handle_closed_cb);
 		return RAFT_EIO;
 	}
 	*out = l;
@@ -773,6 +847,9 @@ void kvd_listener_close(struct kvd_listener *l, void (*cb)(void *arg),
 	l->closing = true;
 	l->close_cb = cb;
 	l->close_arg = arg;
+	/* The store is closed: no answer comes after these. */
+	flusher_cb(&l->flusher);
+	uv_close((uv_handle_t *)&l->flusher, listener_handle_closed_cb);
 	uv_close((uv_handle_t *)&l->tcp, listener_handle_closed_cb);
 	for (conn = l->conns; conn != NULL; conn = conn->next) {
 		if (conn->closing)
