@@ -239,8 +239,10 @@ RAFT_API void raft_free(struct raft *r);
 /* Advance logical time by one tick. A follower or candidate may start an
  * election; a leader may send heartbeats and, with check_quorum, step down
  * after an election timeout without hearing from a majority; waiting reads
- * may time out. Never fails: an allocation failure inside is retried on a
- * later tick. Check raft_has_update() afterwards. */
+ * may time out. Never fails: an allocation failure inside puts off an
+ * election or a heartbeat to a later tick, but drops a read that timed out
+ * without reporting it (a caller needs a deadline of its own for reads, as
+ * the node has). Check raft_has_update() afterwards. */
 RAFT_API void raft_tick(struct raft *r);
 
 /* Feed a received message. m and its entries stay the caller's; what the
