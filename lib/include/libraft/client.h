@@ -13,9 +13,10 @@
  * Routing. Requests go to the current endpoint. An answer "not leader"
  * names the leader's client address when one is known: the client moves
  * there (adding the address to its endpoints if it is new) and sends the
- * request again. A refused or failed connection, or "not leader" without a
- * hint, moves to the next endpoint. Once every endpoint has failed in a
- * row, retries wait (25 ms, doubling to 250 ms) until the request's deadline.
+ * request again. A refused or failed connection, "not leader" without a
+ * hint, or "unavailable" (a node shutting down) moves to the next endpoint.
+ * Once every endpoint has failed in a row, retries wait (25 ms, doubling to 250
+ * ms) until the request's deadline.
  *
  * Outcome of a write. A write is sent again only when it certainly did not
  * take effect: it was never written to a socket, or a node answered "not
@@ -39,6 +40,25 @@
  * Threads: a struct kv_client and everything it calls back run on its
  * loop's thread. Callbacks may submit new requests and may call
  * kv_client_close().
+ *
+ * A load generator keeping `depth` requests in flight on each of M
+ * clients (so M connections to the leader) re-submits from the callback:
+ *
+ *     static void done(void *arg, const struct kv_client_result *res)
+ *     {
+ *             struct worker *w = arg;
+ *             record(w, res->rc, res->unknown);
+ *             if (!w->stopping)
+ *                     kv_client_put(w->client, key, klen, val, vlen,
+ *                                   done, w);
+ *     }
+ *
+ *     for (i = 0; i < M; i++) {
+ *             kv_client_new(loop, &cfg, &w[i].client, err, sizeof(err));
+ *             for (j = 0; j < depth; j++)
+ *                     kv_client_put(w[i].client, ..., done, &w[i]);
+ *     }
+ *     uv_run(loop, UV_RUN_DEFAULT);
  */
 #ifndef LIBRAFT_CLIENT_H
 #define LIBRAFT_CLIENT_H
@@ -160,6 +180,10 @@ RAFT_API int kv_client_status(struct kv_client *c, size_t ep, kv_client_cb cb,
 RAFT_API size_t kv_client_n_endpoints(const struct kv_client *c);
 RAFT_API const char *kv_client_endpoint(const struct kv_client *c, size_t ep);
 
+/* Deadline of requests submitted from now on, in ms (0: the default,
+ * 5000). Requests already submitted keep theirs. */
+RAFT_API void kv_client_set_timeout(struct kv_client *c, unsigned timeout_ms);
+
 /* Requests submitted and not yet called back. */
 RAFT_API size_t kv_client_inflight(const struct kv_client *c);
 
@@ -215,9 +239,11 @@ RAFT_API const char *kv_client_sync_endpoint(const struct kv_client_sync *s,
 /* Caveats:
  *   - Writes are not de-duplicated by the server: a write reported unknown
  *     may have been applied; the caller decides whether to retry it.
- *   - Endpoint names are resolved once per connection attempt with
- *     getaddrinfo on the loop thread (blocking); use numeric addresses
- *     where that matters.
+ *   - Endpoint names are resolved with getaddrinfo (blocking) when the
+ *     client is created and when it learns a leader's address; use numeric
+ *     addresses where that matters.
+ *   - A write to a connection the server has closed raises SIGPIPE: a
+ *     program using the client should ignore it (kvctl does).
  */
 
 #ifdef __cplusplus
