@@ -79,6 +79,7 @@ ifneq ($(wildcard cli/kvbench.c),)
 PROGRAMS += $(BUILD)/bin/kvbench
 endif
 
+.PHONY: kvd-bugs
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
 	install uninstall fmt clean bench docs tests bench-kv bench-log \
 	bench-node bench-core mutants bench-compare
@@ -181,6 +182,17 @@ MAN_PAGES := $(wildcard docs/man/*.1)
 # that pkg-config --define-prefix can relocate an unpacked tree.
 PC_LIBDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
 PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+# Deliberately broken kvd builds that jepsen-lite must catch:
+# build/bugs/kvd-local-reads and build/bugs/kvd-early-ack.
+kvd-bugs:
+	@$(MAKE) --no-print-directory BUILD=build-bug-local-reads \
+		EXTRA_CPPFLAGS=-DKVD_BUG_LOCAL_READS build-bug-local-reads/bin/kvd
+	@$(MAKE) --no-print-directory BUILD=build-bug-early-ack \
+		EXTRA_CPPFLAGS=-DKVD_BUG_EARLY_ACK build-bug-early-ack/bin/kvd
+	@mkdir -p $(BUILD)/bugs
+	cp build-bug-local-reads/bin/kvd $(BUILD)/bugs/kvd-local-reads
+	cp build-bug-early-ack/bin/kvd $(BUILD)/bugs/kvd-early-ack
+
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR)/libraft $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 644 lib/include/libraft/*.h $(DESTDIR)$(INCLUDEDIR)/libraft
@@ -269,6 +281,6 @@ bench-log: $(BUILD)/bench/log_bench
 	$(BUILD)/bench/log_bench $(BENCH_DIR) $(BENCH_SECONDS)
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-bug-local-reads build-bug-early-ack
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

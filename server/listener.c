@@ -75,7 +75,25 @@ struct kvd_conn {
 struct kvd_req {
 	struct kvd_conn *conn;
 	uint64_t id;
+	bool acked; /* answered already (only in the early-ack bug build) */
 };
+
+/* Deliberately broken builds, made by `make kvd-bugs` and used only to
+ * prove that jepsen-lite catches real bugs; a normal build has neither.
+ *   KVD_BUG_LOCAL_READS  linearizable reads are served from the local state
+ *                        machine, on any node, without ReadIndex;
+ *   KVD_BUG_EARLY_ACK    a write is acknowledged as soon as it is proposed,
+ *                        before it is durable anywhere or committed. */
+#ifdef KVD_BUG_LOCAL_READS
+#define BUG_LOCAL_READS true
+#else
+#define BUG_LOCAL_READS false
+#endif
+#ifdef KVD_BUG_EARLY_ACK
+#define BUG_EARLY_ACK true
+#else
+#define BUG_EARLY_ACK false
+#endif
 
 struct kvd_write {
 	uv_write_t req;
@@ -379,6 +397,10 @@ static void write_done_cb(void *arg, int status, uint64_t index)
 	struct kvd_req *req = arg;
 	Kvpb__Response m = KVPB__RESPONSE__INIT;
 
+	if (req->acked) {
+		req_done(req);
+		return;
+	}
 	m.id = req->id;
 	m.code = status;
 	m.mod_index = index;
@@ -515,6 +537,8 @@ static void handle_request(struct kvd_conn *conn, const Kvpb__Request *m)
 		conn_send_error(conn, m->id, RAFT_EINVAL, "empty key");
 		return;
 	}
+	if (BUG_LOCAL_READS && m->op_case == KVPB__REQUEST__OP_GET)
+		m->get->serializable = true;
 	if (m->op_case == KVPB__REQUEST__OP_GET && !m->get->serializable &&
 	    !conn->l->o.follower_reads && !is_leader(s)) {
 		conn_send_not_leader(conn, m->id);
@@ -527,6 +551,7 @@ static void handle_request(struct kvd_conn *conn, const Kvpb__Request *m)
 	}
 	req->conn = conn;
 	req->id = m->id;
+	req->acked = false;
 	/* The request holds the connection from here, so that a callback can
 	 * never find it freed. */
 	conn->refs++;
@@ -550,6 +575,14 @@ static void handle_request(struct kvd_conn *conn, const Kvpb__Request *m)
 		conn->refs--; /* the handle's reference remains */
 		answer_refusal(conn, m->id, rv, key->len, vlen);
 		return;
+	}
+	if (BUG_EARLY_ACK && m->op_case == KVPB__REQUEST__OP_PUT) {
+		Kvpb__Response ack = KVPB__RESPONSE__INIT;
+
+		ack.id = m->id;
+		ack.code = RAFT_OK;
+		conn_send(conn, &ack);
+		req->acked = true;
 	}
 	if (conn->inflight >= conn->l->o.max_inflight && !conn->paused) {
 		conn->paused = true;

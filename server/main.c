@@ -225,6 +225,21 @@ int main(int argc, char **argv)
 		(unsigned long long)d.cfg.id, d.cfg.client_addr,
 		d.cfg.peer_addr, d.cfg.data_dir, d.cfg.n_members, KVD_VERSION);
 
+#if defined(KVD_BUG_LOCAL_READS) || defined(KVD_BUG_EARLY_ACK)
+	kvd_log(RAFT_LOG_WARN, "deliberately broken build for fault testing",
+		"local_reads=%d early_ack=%d",
+#ifdef KVD_BUG_LOCAL_READS
+		1,
+#else
+		0,
+#endif
+#ifdef KVD_BUG_EARLY_ACK
+		1
+#else
+		0
+#endif
+	);
+#endif
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&d.loop) != 0)
 		kvd_log(RAFT_LOG_WARN, "event loop closed with handles open",
