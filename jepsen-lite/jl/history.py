@@ -194,7 +194,7 @@ class Recorder:
         with self._lock:
             t = self._clock()
             ev = Event(t, process, type_, f, key, value,
-                       {k: str(v).replace(" ", "_")
+                       {k: "_".join(str(v).split()) or "-"
                         for k, v in attrs.items() if v is not None})
             self._f.write(ev.format() + "\n")
             return t

@@ -91,26 +91,32 @@ def check(ops, prefix="s"):
     r.acked = sum(1 for s in status.values() if s == "ok")
     r.failed = sum(1 for s in status.values() if s == "fail")
     r.unknown = r.attempted - r.acked - r.failed
-    read_keys = {}
+    read_keys = {}  # node -> elements with a successful final read
+    tried = {}  # node -> (element -> line of an unsuccessful read)
     for op in ops:
         if op.f != "read" or "node" not in op.attrs:
             continue
         node = op.attrs["node"]
         el = op.key[len(prefix):] if op.key.startswith(prefix) else op.key
         present = r.nodes.setdefault(node, set())
+        read_keys.setdefault(node, set())
         if op.type != "ok":
-            r.incomplete.append("%s via node %s ended %s (line %d)" %
-                                (op.key, node, op.type, op.line))
+            tried.setdefault(node, {})[el] = op.line
             continue
-        read_keys.setdefault(node, set()).add(el)
+        read_keys[node].add(el)
         if op.value == NIL:
             continue
         present.add(el)
         if op.value != el:
             r.corrupt.append("key %s holds %s on node %s (line %d)" %
                              (op.key, op.value, node, op.line))
+    for node, els in sorted(tried.items()):
+        for el, line in sorted(els.items()):
+            if el not in read_keys[node]:
+                r.incomplete.append("%s%s via node %s never read "
+                                    "successfully (line %d)" %
+                                    (prefix, el, node, line))
     for node, present in r.nodes.items():
-        read_keys.setdefault(node, set())
         missing_reads = [e for e, s in status.items() if s == "ok" and
                          e not in read_keys[node]]
         if missing_reads:

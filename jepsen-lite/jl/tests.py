@@ -1,0 +1,273 @@
+"""The named tests: each is a fault schedule run while a workload runs,
+plus claims of its own checked on top of the history checkers."""
+
+import time
+
+from . import client as kvclient
+
+
+class Spec:
+    def __init__(self, fn, claim, nodes=3, workload="registers", time=20,
+                 clients=5, think=0.005, faketime=False, prepare=None):
+        self.fn = fn
+        self.claim = claim
+        self.nodes = nodes
+        self.workload = workload
+        self.time = time
+        self.clients = clients
+        self.think = think
+        self.faketime = faketime
+        self.prepare = prepare
+
+
+def _leader(T, **kw):
+    lid, term = T.cluster.wait_leader(10, **kw)
+    if lid is None:
+        T.check("leader elected", False, "no leader within 10 s")
+        raise RuntimeError("no leader")
+    return lid, term
+
+
+def _recorded(T, proc, f, key, value, node, timeout=1.0):
+    """One recorded operation outside the workload's threads."""
+    c = kvclient.Client([], timeout)
+    try:
+        return T.wl.op(c, proc, f, key, value, node)
+    finally:
+        c.close()
+
+
+def leader_follower_cut(T):
+    """5 nodes: the leader and one follower are cut off from the other
+    three; the three elect a leader, the old one steps down, and the
+    history stays linearizable."""
+    T.sleep(T.time * 0.2)
+    lid, term = _leader(T)
+    f = next(i for i in T.cluster.ids() if i != lid)
+    rest = [i for i in T.cluster.ids() if i not in (lid, f)]
+    T.nem.partition([[lid, f], rest], "leader-and-follower-cut")
+    t = time.monotonic()
+    new, nterm = T.cluster.wait_leader(10, among=rest)
+    T.check("majority elects a leader", new is not None,
+            "n%s term %s after %.2f s" % (new, nterm, time.monotonic() - t))
+    T.sleep(max(3 * T.cluster.election_timeout, T.left() * 0.6))
+    st = T.cluster.status(lid)
+    T.check("cut-off leader stepped down (CheckQuorum)",
+            st is not None and st["role"] != "leader",
+            "n%d reports %s" % (lid, st and "%s term %d" %
+                                (st["role"], st["term"])))
+    T.nem.heal_net()
+    T.sleep(T.left())
+
+
+def leader_pause(T):
+    """The leader is SIGSTOPped for three election timeouts, a write goes
+    through the new leader, the old leader is resumed and read through at
+    once: the read must not be stale."""
+    T.sleep(T.time * 0.15)
+    rounds = 0
+    while T.left() > 4 * T.cluster.election_timeout + 2:
+        lid, term = _leader(T)
+        T.nem.pause(lid)
+        T.sleep(3 * T.cluster.election_timeout)
+        others = [i for i in T.cluster.ids() if i != lid]
+        new, nterm = T.cluster.wait_leader(10, among=others)
+        if new is None:
+            T.check("leader elected while old leader paused", False, "")
+            T.nem.resume(lid)
+            return
+        rounds += 1
+        val = "pause-%d" % rounds
+        _recorded(T, "pause", "write", "r0", val, new)
+        T.nem.resume(lid)
+        for k in T.wl.keys:
+            _recorded(T, "pause", "read", k, None, lid)
+        T.sleep(1.0)
+    T.check("pause rounds", rounds > 0, "%d rounds" % rounds)
+
+
+def kill_leader_after_ack(T):
+    """kill -9 of the leader right after it acknowledged a write; the next
+    leader must still have the write (reads through the survivors)."""
+    T.sleep(T.time * 0.1)
+    rounds = acked = 0
+    while T.left() > 3:
+        lid, term = _leader(T)
+        rounds += 1
+        r = _recorded(T, "killer", "write", "r0", "ack-%d" % rounds, lid)
+        if r.type == "ok":
+            acked += 1
+        T.nem.kill(lid)
+        others = [i for i in T.cluster.ids() if i != lid]
+        new, nterm = T.cluster.wait_leader(10, among=others)
+        if new is not None:
+            _recorded(T, "killer", "read", "r0", None, new)
+        T.nem.restart(lid)
+        T.sleep(1.0)
+    T.check("acknowledged writes before kills", acked > 0,
+            "%d of %d rounds acknowledged" % (acked, rounds))
+
+
+def kill_all(T):
+    """All nodes are killed with SIGKILL and restarted together while
+    clients add elements; no acknowledged add may be lost."""
+    T.sleep(T.time * 0.15)
+    rounds = 0
+    while T.left() > 4:
+        for i in T.cluster.ids():
+            T.nem.kill(i)
+        T.sleep(0.3)
+        for i in T.cluster.ids():
+            T.nem.restart(i)
+        rounds += 1
+        lid, term = T.cluster.wait_leader(15)
+        T.check("leader after restart %d" % rounds, lid is not None,
+                "n%s term %s" % (lid, term))
+        T.sleep(2.0)
+    T.check("kill-all rounds", rounds > 0, "%d rounds" % rounds)
+
+
+def isolate_heal(T):
+    """A follower is cut off for 30 s and healed: the leader and its term
+    do not change, neither while cut off (PreVote, CheckQuorum) nor on
+    healing."""
+    T.sleep(3)
+    lid, term = _leader(T)
+    f = next(i for i in T.cluster.ids() if i != lid)
+    others = [i for i in T.cluster.ids() if i != f]
+    T.nem.partition([[f], others], "isolate-follower")
+    t0 = T.cluster.clock()
+    T.sleep(max(30, T.time - 10))
+    T.nem.heal_net()
+    T.sleep(max(5, 5 * T.cluster.election_timeout))
+    moved = [(t, n, tm, role) for (t, n, tm, role, ld) in T.sampler.samples
+             if t >= t0 and (tm != term or (role == "leader" and n != lid))]
+    T.check("no leader or term change (cut and heal)", not moved,
+            "leader n%d term %d%s" % (
+                lid, term, "" if not moved else
+                "; first change: node %d term %d %s" % moved[0][1:]))
+    st = T.cluster.status(f)
+    T.check("healed follower follows the leader",
+            st is not None and st["leader"] == lid and st["term"] == term,
+            "n%d: %s" % (f, st and "term %d leader %d" %
+                         (st["term"], st["leader"])))
+
+
+def slow_follower(T):
+    """A follower loses 30% of the packets from its peers under full write
+    load; afterwards it catches up and every node holds the same set."""
+    T.sleep(2)
+    lid, term = _leader(T)
+    f = next(i for i in T.cluster.ids() if i != lid)
+    T.nem.loss(f, 30)
+    T.sleep(T.left() - 3)
+    T.nem.heal_net()
+    T.sleep(T.left())
+
+
+def random_faults(T):
+    """A random schedule of network, process and link faults on 5 nodes;
+    each lasts a few seconds and is healed before the next."""
+    kinds = ["halves", "majority-minority", "isolate-leader",
+             "cut-from-leader", "bridge", "one-way", "kill", "pause-leader",
+             "pause-follower", "loss", "duplicate", "slow"]
+    T.sleep(2)
+    while T.left() > 6:
+        kind = T.rng.choice(kinds)
+        lid, term = T.cluster.leader()
+        ids = T.cluster.ids()
+        fol = [i for i in ids if i != lid]
+        any_f = T.rng.choice(fol)
+        if kind == "halves":
+            T.nem.partition(T.nem.random_halves(), kind)
+        elif kind == "majority-minority":
+            T.rng.shuffle(ids)
+            T.nem.partition([ids[:2], ids[2:]], kind)
+        elif kind == "isolate-leader" and lid:
+            T.nem.partition([[lid], fol], kind)
+        elif kind == "cut-from-leader" and lid:
+            T.nem.cut(lid, any_f)
+            T.nem.cut(any_f, lid)
+        elif kind == "bridge":
+            T.nem.bridge()
+        elif kind == "one-way":
+            a, b = T.rng.sample(ids, 2)
+            T.nem.cut(a, b)
+        elif kind == "kill":
+            victim = T.rng.choice(ids)
+            T.nem.kill(victim)
+        elif kind == "pause-leader" and lid:
+            T.nem.pause(lid)
+        elif kind == "pause-follower":
+            T.nem.pause(any_f)
+        elif kind == "loss":
+            T.nem.loss(any_f, T.rng.choice([10, 30, 50]))
+        elif kind == "duplicate":
+            T.nem.duplicate(T.rng.choice(ids), 20)
+        elif kind == "slow":
+            T.nem.slow(T.rng.choice(ids), 200)
+        T.sleep(T.rng.uniform(2, 5))
+        T.nem.heal_all()
+        T.sleep(T.rng.uniform(1, 3))
+
+
+def clock_faults(T):
+    """Every node runs under libfaketime; the leader's and a follower's
+    clocks jump ahead, jump back and run fast. kvd's timers run on the
+    monotonic clock, which libfaketime also shifts."""
+    T.sleep(2)
+    while T.left() > 8:
+        lid, term = T.cluster.leader()
+        if lid is None:
+            T.sleep(1)
+            continue
+        fol = T.rng.choice([i for i in T.cluster.ids() if i != lid])
+        spec = T.rng.choice(["+30", "+300", "-20", "+0 x3", "+0 x0.3"])
+        victim = T.rng.choice([lid, fol])
+        T.nem.clock(victim, spec)
+        T.sleep(T.rng.uniform(2, 4))
+        T.nem.clock(victim, "+0")
+        T.sleep(2)
+
+
+def _disk_prepare(T):
+    T.nem.small_disk(3, 64)
+
+
+def disk_full(T):
+    """Node 3's data directory is a 64 MB tmpfs that fills up under write
+    load: the node must stop (fail-stop) or refuse writes, the others carry
+    on; after the disk is freed and the node restarted it catches up."""
+    T.sleep(2)
+    T.nem.fill_disk(3)
+    T.sleep(T.left() - 4)
+    st = T.cluster.status(3)
+    T.check("full-disk node stopped or reports failure",
+            not T.cluster.alive(3) or (st is not None and st["failed"]) or
+            st is None, "alive=%s status=%s" % (T.cluster.alive(3), st))
+    T.nem.free_disk(3)
+    if T.cluster.alive(3):
+        T.nem.kill(3)
+    T.nem.restart(3)
+    T.sleep(T.left())
+
+
+TESTS = {
+    "leader-follower-cut": Spec(leader_follower_cut,
+                                leader_follower_cut.__doc__, nodes=5),
+    "leader-pause": Spec(leader_pause, leader_pause.__doc__, time=25),
+    "kill-leader-after-ack": Spec(kill_leader_after_ack,
+                                  kill_leader_after_ack.__doc__),
+    "kill-all": Spec(kill_all, kill_all.__doc__, workload="set", time=20),
+    "isolate-heal": Spec(isolate_heal, isolate_heal.__doc__, time=40),
+    "slow-follower": Spec(slow_follower, slow_follower.__doc__,
+                          workload="set", clients=8, think=0, time=20),
+    "random": Spec(random_faults, random_faults.__doc__, nodes=5, time=60),
+    "clock": Spec(clock_faults, clock_faults.__doc__, faketime=True,
+                  time=30),
+    "disk-full": Spec(disk_full, disk_full.__doc__, workload="set",
+                      clients=8, think=0, time=25, prepare=_disk_prepare),
+}
+
+NAMED = ["leader-follower-cut", "leader-pause", "kill-leader-after-ack",
+         "kill-all", "isolate-heal", "slow-follower"]
