@@ -610,6 +610,25 @@ def two_leaders_in_one_term_are_caught():
     assert not r.valid and 4 in r.violations, r.report()
 
 
+@test
+def follower_views_of_different_leaders_in_one_term_are_caught():
+    """kvd's state_change lines count: a leader's own line and a
+    follower's view of another leader in the same term conflict."""
+    r = leaders.LeaderResult()
+    leaders.scan_log(r, ["ts=x level=info event=state_change id=1 "
+                         "role=leader term=2 leader=1",
+                         "ts=x level=info event=state_change id=1 "
+                         "role=follower term=3 leader=2"], "1", "n1.log")
+    leaders.scan_log(r, ["ts=x level=info event=state_change id=3 "
+                         "role=follower term=2 leader=1",
+                         "ts=x level=info event=state_change id=3 "
+                         "role=candidate term=3 leader=0"], "3", "n3.log")
+    assert r.valid and set(r.claims) == {2, 3}, r.report()
+    leaders.scan_log(r, ["ts=x level=info event=state_change id=2 "
+                         "role=leader term=2 leader=2"], "2", "n2.log")
+    assert not r.valid and 2 in r.violations, r.report()
+
+
 def main():
     passed = failed = 0
     for fn in TESTS:

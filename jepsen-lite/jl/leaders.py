@@ -1,17 +1,22 @@
 """Election Safety (Raft paper, Figure 3.2): at most one leader per term.
 
-Evidence comes from two places: node logs, where kvd writes a line with
-msg="became leader" and term=N when a node wins an election, and status
-samples taken by the harness (a line per answer: node, term, role). Every
-(term, leader) claim is collected; two different nodes claiming the same
-term is a violation.
+Evidence comes from two places: node logs and status samples taken by
+the harness (a line per answer: node, term, role). In the logs, a node's
+own role changes (event=state_change id=N role=leader term=T, or a line
+with msg="became leader" and term=T) claim leadership, and a follower's
+view (role=follower term=T leader=L) says L led term T. Every (term,
+leader) claim is collected; two different nodes claimed for one term is a
+violation.
 """
 
 import re
 
 _LEADER_RE = re.compile(r'msg="?became leader"?')
+_CHANGE_RE = re.compile(r'\bevent=state_change\b')
+_ROLE_RE = re.compile(r'\brole=(\w+)')
 _TERM_RE = re.compile(r'\bterm=(\d+)')
 _ID_RE = re.compile(r'\b(?:id|node)=(\d+)')
+_SEEN_RE = re.compile(r'\bleader=(\d+)')
 
 
 class LeaderResult:
@@ -43,14 +48,24 @@ class LeaderResult:
 def scan_log(result, lines, node, name="log"):
     """Add the claims of one node's log (node: its id)."""
     for lineno, text in enumerate(lines, 1):
-        if not _LEADER_RE.search(text):
-            continue
         m = _TERM_RE.search(text)
         if m is None:
             continue
+        term = int(m.group(1))
         idm = _ID_RE.search(text)
-        result.add(int(m.group(1)), idm.group(1) if idm else node,
-                   "%s:%d" % (name, lineno))
+        me = idm.group(1) if idm else node
+        where = "%s:%d" % (name, lineno)
+        if _LEADER_RE.search(text):
+            result.add(term, me, where)
+        elif _CHANGE_RE.search(text):
+            role = _ROLE_RE.search(text)
+            if role and role.group(1) == "leader":
+                result.add(term, me, where)
+            else:
+                seen = _SEEN_RE.search(text)
+                if seen and seen.group(1) != "0":
+                    result.add(term, seen.group(1),
+                               where + " (seen by n%s)" % me)
 
 
 def scan_status(result, lines, name="status"):

@@ -118,7 +118,8 @@ def run_one(name, args, kvd, outroot):
         wcls = workload.Registers if spec.workload == "registers" else \
             workload.Set
         wl = wcls(cl, rec, clients=spec.clients, seed=seed,
-                  think=spec.think)
+                  think=spec.think,
+                  serializable=args.serializable_reads)
         T.wl = wl
         wl.start()
         spec.fn(T)
@@ -195,7 +196,9 @@ def check_run(T, spec, out, recovery, log):
     hist_path = os.path.join(out, "history.txt")
     if os.path.exists(hist_path):
         try:
-            ops = history.pair(history.load(hist_path))
+            events = history.load(hist_path)
+            t0 = events[0].time if events else 0
+            ops = history.pair(events)
             t = time.monotonic()
             n_ok = sum(1 for o in ops if o.type == "ok")
             if spec.workload == "registers":
@@ -203,7 +206,7 @@ def check_run(T, spec, out, recovery, log):
                 vals = [r.valid for r in rs]
                 v = False if False in vals else (None if None in vals
                                                  else True)
-                rep = "\n".join(r.report() for r in rs)
+                rep = "\n".join(r.report(t0) for r in rs)
                 T.check("linearizable", v, "%d ops (%d ok), %d keys, "
                         "checked in %.2f s" % (len(ops), n_ok, len(rs),
                                                time.monotonic() - t))

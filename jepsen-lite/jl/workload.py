@@ -23,13 +23,16 @@ from . import client as kvclient
 
 class Workload:
     def __init__(self, cluster, rec, clients=5, seed=0, timeout=1.0,
-                 think=0.005):
+                 think=0.005, serializable=False):
         self.cluster = cluster
         self.rec = rec
         self.clients = clients
         self.rng = random.Random(seed)
         self.timeout = timeout
         self.think = think
+        # Negative control: local reads, which may be stale; the checker
+        # must then find violations under partitions.
+        self.serializable = serializable
         self.halt = threading.Event()
         self.threads = []
         self.counts = {"ok": 0, "fail": 0, "info": 0}
@@ -82,7 +85,9 @@ class Workload:
                        node=node)
         addr = self.node_addr(node)
         if f == "read":
-            r = c.get(addr, key, timeout=self.timeout)
+            r = c.get(addr, key, timeout=self.timeout,
+                      serializable=self.serializable,
+                      follow=not self.serializable)
             val = "nil" if r.value is None else r.value.decode()
             out = val if r.type == "ok" else "-"
         else:
