@@ -204,16 +204,19 @@ class Conn:
         self.sock.sendall(struct.pack(">I", len(body)) + body)
         return rid
 
+    def recv_any(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise socket.timeout("deadline")
+        self.sock.settimeout(left)
+        n = struct.unpack(">I", self._recv_exact(4))[0]
+        if n > 2 << 20:
+            raise ConnectionError("oversized frame from %s" % self.addr)
+        return Response(self._recv_exact(n))
+
     def recv(self, rid, deadline):
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise socket.timeout("deadline")
-            self.sock.settimeout(left)
-            n = struct.unpack(">I", self._recv_exact(4))[0]
-            if n > 2 << 20:
-                raise ConnectionError("oversized frame from %s" % self.addr)
-            resp = Response(self._recv_exact(n))
+            resp = self.recv_any(deadline)
             if resp.id == rid:
                 return resp
 
@@ -296,6 +299,44 @@ class Client:
             if a not in tried:
                 return a
         return None
+
+    def get_many(self, addr, keys, serializable=True, timeout=None):
+        """Pipelined gets of keys at addr only (no leader following).
+        Keys with no answer by the deadline get an info Result. Returns
+        {key: Result}."""
+        deadline = time.monotonic() + (timeout or self.timeout)
+        out = {}
+        try:
+            c = self._conn(addr)
+        except OSError as e:
+            return {k: Result("fail", addr=addr, err="connect: %s" % e)
+                    for k in keys}
+        ids = {}
+        try:
+            for k in keys:
+                ids[c.send("get", key=k.encode(),
+                           serializable=serializable)] = k
+            while ids and time.monotonic() < deadline:
+                resp = c.recv_any(deadline)
+                k = ids.pop(resp.id, None)
+                if k is None:
+                    continue
+                if resp.code == 0 or resp.code == ENOTFOUND:
+                    out[k] = Result("ok", resp.value if resp.found else None,
+                                    addr, resp=resp)
+                else:
+                    out[k] = Result("fail", addr=addr, err="code %d: %s" %
+                                    (resp.code, resp.error))
+        except (OSError, ValueError, IndexError, struct.error) as e:
+            self._drop(addr)
+            for k in ids.values():
+                out[k] = Result("info", addr=addr, err=str(e))
+            return out
+        if ids:
+            self._drop(addr)
+            for k in ids.values():
+                out[k] = Result("info", addr=addr, err="no answer")
+        return out
 
     def get(self, addr, key, serializable=False, timeout=None, follow=True):
         return self.request(addr, "get", False, timeout, follow,

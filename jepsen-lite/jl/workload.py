@@ -153,31 +153,44 @@ class Set(Workload):
                        err=r.err)
         return r.type
 
-    def final_reads(self, deadline_s=20.0):
-        """Serializable reads of every element number through every node.
-        Returns the number of reads that never succeeded."""
-        c = kvclient.Client([], self.timeout)
+    def final_reads(self, deadline_s=20.0, batch=500):
+        """Serializable reads of every element number through every node,
+        pipelined in batches; unanswered keys are retried until the
+        deadline. Returns the number of keys never read."""
         end = time.monotonic() + deadline_s
-        failed = 0
-        top = self.next_el + 10
-        for i in sorted(self.cluster.nodes):
+        keys = ["s%d" % el for el in range(1, self.next_el + 11)]
+        failed = [0]
+
+        def one_node(i):
+            c = kvclient.Client([], self.timeout)
             addr = self.node_addr(i)
-            proc = "final-n%d" % i
-            for el in range(1, top + 1):
-                key = "s%d" % el
-                while True:
-                    self.rec.event(proc, "invoke", "read", key, "-", node=i)
-                    r = c.get(addr, key, serializable=True,
-                              timeout=self.timeout, follow=False)
-                    val = ("nil" if r.value is None else r.value.decode())
-                    self.rec.event(proc, r.type, "read", key,
-                                   val if r.type == "ok" else "-", node=i,
-                                   err=r.err)
-                    if r.type == "ok":
-                        break
+            todo = list(keys)
+            while todo:
+                part, todo = todo[:batch], todo[batch:]
+                for j, k in enumerate(part):
+                    self.rec.event("final-n%d-%d" % (i, j), "invoke", "read",
+                                   k, "-", node=i)
+                res = c.get_many(addr, part, True, self.timeout * 5)
+                for j, k in enumerate(part):
+                    r = res[k]
+                    val = "nil" if r.value is None else r.value.decode()
+                    self.rec.event("final-n%d-%d" % (i, j), r.type, "read",
+                                   k, val if r.type == "ok" else "-",
+                                   node=i, err=r.err)
+                    if r.type != "ok":
+                        todo.append(k)
+                if todo and any(res[k].type != "ok" for k in part):
                     if time.monotonic() > end:
-                        failed += 1
+                        with self._lock:
+                            failed[0] += len(todo)
                         break
                     time.sleep(0.1)
-        c.close()
-        return failed
+            c.close()
+
+        threads = [threading.Thread(target=one_node, args=(i,))
+                   for i in sorted(self.cluster.nodes)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return failed[0]
