@@ -231,11 +231,11 @@ def clock_faults(T):
 
 
 def _disk_prepare(T):
-    T.nem.small_disk(3, 64)
+    T.nem.small_disk(3, 160)
 
 
 def disk_full(T):
-    """Node 3's data directory is a 64 MB tmpfs that fills up under write
+    """Node 3's data directory is a 160 MB tmpfs that fills up under write
     load: the node must stop (fail-stop) or refuse writes, the others carry
     on; after the disk is freed and the node restarted it catches up."""
     T.sleep(2)
@@ -266,7 +266,8 @@ TESTS = {
     "clock": Spec(clock_faults, clock_faults.__doc__, faketime=True,
                   time=30),
     "disk-full": Spec(disk_full, disk_full.__doc__, workload="set",
-                      clients=8, think=0, time=25, prepare=_disk_prepare),
+                      clients=4, think=0.002, time=25,
+                      prepare=_disk_prepare),
 }
 
 NAMED = ["leader-follower-cut", "leader-pause", "kill-leader-after-ack",
