@@ -9,6 +9,7 @@
 #   make fmt          clang-format every C file
 #   make sim SEEDS=N  run N simulation seeds (long runs)
 #   make bench        print benchmark figures
+#   make jepsen       fault-injection tests on a real cluster (root; T=name)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -72,7 +73,7 @@ PROGRAMS += $(BUILD)/bin/kvbench
 endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
-	install uninstall fmt clean bench docs tests
+	install uninstall fmt clean bench docs tests jepsen
 .DEFAULT_GOAL := all
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(PROGRAMS)
@@ -177,6 +178,9 @@ fmt:
 
 bench: tests
 	@scripts/bench.sh
+
+jepsen: all
+	jepsen-lite/run $(or $(T),all) --kvd $(BUILD)/bin/kvd
 
 clean:
 	rm -rf build build-asan

@@ -233,4 +233,5 @@ class StatusSampler(threading.Thread):
 
     def stop(self):
         self.halt.set()
-        self.join(5)
+        if self.is_alive():
+            self.join(5)

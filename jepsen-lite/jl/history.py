@@ -193,6 +193,8 @@ class Recorder:
         file stays in time order. Returns the time."""
         with self._lock:
             t = self._clock()
+            if self._f.closed:
+                return t
             ev = Event(t, process, type_, f, key, value,
                        {k: "_".join(str(v).split()) or "-"
                         for k, v in attrs.items() if v is not None})
@@ -205,4 +207,5 @@ class Recorder:
 
     def close(self):
         with self._lock:
-            self._f.close()
+            if not self._f.closed:
+                self._f.close()

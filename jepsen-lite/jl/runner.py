@@ -139,8 +139,6 @@ def run_one(name, args, kvd, outroot):
         if failed:
             T.check("final reads", None, "%d final reads never succeeded" %
                     failed)
-        sampler.stop()
-        rec.close()
     except Interrupted as e:
         log("interrupted: %s" % e)
         if not any(c[1] is False for c in T.checks):
@@ -150,6 +148,14 @@ def run_one(name, args, kvd, outroot):
         log("error: %s\n%s" % (e, traceback.format_exc()))
         T.check("run", None, "harness error: %s" % e)
     finally:
+        if T.wl:
+            T.wl.halt.set()
+            for t in T.wl.threads:
+                t.join(5)
+        if getattr(T, "sampler", None):
+            T.sampler.stop()
+        if T.rec:
+            T.rec.close()
         if T.cluster:
             T.cluster.stop_all()
             codes = T.cluster.exit_codes()
