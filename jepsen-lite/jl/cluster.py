@@ -16,6 +16,7 @@ Node life:
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -57,6 +58,9 @@ class Cluster:
         self.client = kvclient.Client([n.client_addr for n in
                                        self.nodes.values()])
         self._lock = threading.Lock()
+        self.proxies = []
+        self.delay_file = None
+        self.delays = {}
 
     @property
     def election_timeout(self):
@@ -96,6 +100,61 @@ class Cluster:
             n.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                       stdout=logf, stderr=logf, env=env)
         n.paused = False
+
+    def start_proxies(self):
+        """Route all peer traffic through a delaying proxy in each node's
+        namespace (delayproxy.py); delays start at zero. Call before
+        starting kvd."""
+        self.delay_file = os.path.join(self.out, "delays")
+        self.set_delays({})
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              "delayproxy.py")
+        for i, n in self.nodes.items():
+            rules = ["table ip jlproxy {",
+                     "  chain output { type nat hook output priority -100;",
+                     "    meta mark 0x4a4c return"]
+            args = []
+            for j, m in self.nodes.items():
+                if j == i:
+                    continue
+                port = 9000 + j
+                rules.append("    ip daddr %s tcp dport %d redirect to :%d"
+                             % (m.ip, PEER_PORT, port))
+                args.append("%d=%d=%s" % (port, j, m.peer_addr))
+            rules += ["  }", "}"]
+            netns.sh(["ip", "netns", "exec", n.ns, "nft", "-f", "-"],
+                     input="\n".join(rules) + "\n")
+            logf = open(os.path.join(self.out, "proxy-n%d.log" % i), "w")
+            self.proxies.append(subprocess.Popen(
+                ["ip", "netns", "exec", n.ns, sys.executable, script,
+                 self.delay_file, str(i)] + args, stdin=subprocess.DEVNULL,
+                stdout=logf, stderr=logf))
+            logf.close()
+        # The proxies listen before kvd connects.
+        for i, n in self.nodes.items():
+            end = time.monotonic() + 5
+            while time.monotonic() < end:
+                r = subprocess.run(["ip", "netns", "exec", n.ns, "ss",
+                                    "-ltnH", "sport", ">=", ":9000"],
+                                   capture_output=True, text=True)
+                if len(r.stdout.splitlines()) >= len(self.nodes) - 1:
+                    break
+                time.sleep(0.05)
+
+    def set_delays(self, delays):
+        """delays: {node: ms}; nodes not named get 0."""
+        self.delays = dict(delays)
+        tmp = self.delay_file + ".tmp"
+        with open(tmp, "w") as f:
+            for i, ms in self.delays.items():
+                f.write("%d %d\n" % (i, ms))
+        os.rename(tmp, self.delay_file)
+
+    def stop_proxies(self):
+        for p in self.proxies:
+            p.kill()
+            p.wait()
+        self.proxies = []
 
     def set_faketime(self, i, spec):
         n = self.nodes[i]
@@ -153,6 +212,7 @@ class Cluster:
     def stop_all(self):
         for i in self.nodes:
             self.stop(i)
+        self.stop_proxies()
 
     def exit_codes(self):
         return {i: n.proc.returncode for i, n in self.nodes.items()

@@ -63,6 +63,14 @@ class Nemesis:
         self.net.bandwidth(i, kbit)
         self.note("start", "slow", "n%d %dkbit" % (i, kbit))
 
+    def delay(self, i, ms):
+        """Delay node i's peer traffic by ms each way (needs the test's
+        proxies, Spec(proxy=True))."""
+        d = dict(self.cluster.delays)
+        d[i] = ms
+        self.cluster.set_delays(d)
+        self.note("start", "delay", "n%d %dms" % (i, ms))
+
     def heal_net(self):
         self.net.heal()
         self.note("stop", "network", "healed")
@@ -126,6 +134,9 @@ class Nemesis:
 
     def heal_all(self):
         self.net.heal()
+        if self.cluster.delay_file and any(self.cluster.delays.values()):
+            self.cluster.set_delays({})
+            self.note("stop", "delay", "all 0ms")
         for i, n in self.cluster.nodes.items():
             if n.paused:
                 self.resume(i)

@@ -105,6 +105,8 @@ def run_one(name, args, kvd, outroot):
         T.nem = nem
         if spec.prepare:
             spec.prepare(T)
+        if spec.proxy:
+            cl.start_proxies()
         cl.start_all(faketime="+0" if spec.faketime else None)
         lid, term = cl.wait_leader(15)
         if lid is None:

@@ -8,7 +8,8 @@ from . import client as kvclient
 
 class Spec:
     def __init__(self, fn, claim, nodes=3, workload="registers", time=20,
-                 clients=5, think=0.005, faketime=False, prepare=None):
+                 clients=5, think=0.005, faketime=False, prepare=None,
+                 proxy=False):
         self.fn = fn
         self.claim = claim
         self.nodes = nodes
@@ -18,6 +19,7 @@ class Spec:
         self.think = think
         self.faketime = faketime
         self.prepare = prepare
+        self.proxy = proxy
 
 
 def _leader(T, **kw):
@@ -230,6 +232,32 @@ def clock_faults(T):
         T.sleep(2)
 
 
+def delays(T):
+    """All peer traffic goes through delaying proxies; a follower, then the
+    leader, then everyone get delays from 50 ms up to more than an election
+    timeout; the history stays linearizable."""
+    T.sleep(2)
+    et = T.cluster.election_timeout * 1000
+    steps = [("follower", 100), ("leader", 200), ("all", 50),
+             ("leader", int(et * 1.5)), ("follower", int(et * 2))]
+    for who, ms in steps:
+        if T.left() < 5:
+            break
+        lid, term = T.cluster.leader()
+        ids = T.cluster.ids()
+        if who == "all":
+            for i in ids:
+                T.nem.delay(i, ms)
+        else:
+            victim = lid if (who == "leader" and lid) else \
+                T.rng.choice([i for i in ids if i != lid])
+            T.nem.delay(victim, ms)
+        T.sleep(min(4, T.left() - 3))
+        T.cluster.set_delays({})
+        T.nem.note("stop", "delay", "all 0ms")
+        T.sleep(1)
+
+
 def _disk_prepare(T):
     T.nem.small_disk(3, 160)
 
@@ -265,6 +293,7 @@ TESTS = {
     "random": Spec(random_faults, random_faults.__doc__, nodes=5, time=60),
     "clock": Spec(clock_faults, clock_faults.__doc__, faketime=True,
                   time=30),
+    "delay": Spec(delays, delays.__doc__, time=30, proxy=True),
     "disk-full": Spec(disk_full, disk_full.__doc__, workload="set",
                       clients=4, think=0.002, time=25,
                       prepare=_disk_prepare),
