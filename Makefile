@@ -5,13 +5,18 @@
 #   make check-asan   the same under AddressSanitizer + UBSan (build-asan/)
 #   make cluster      start a local 3-node cluster (N=5 for five)
 #   make cluster-stop / cluster-wipe
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=   (and make uninstall)
+#   make docs         HTML API reference into $(BUILD)/docs/html
 #   make fmt          clang-format every C file
 #   make sim SEEDS=N  run N simulation seeds (long runs)
 #   make bench        print benchmark figures
 #   make jepsen       fault-injection tests on a real cluster (root; T=name)
 
 PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
 DESTDIR ?=
 BUILD ?= build
 CC ?= cc
@@ -73,8 +78,10 @@ PROGRAMS += $(BUILD)/bin/kvbench
 endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
-	install uninstall fmt clean bench docs tests jepsen
+	install uninstall fmt clean bench docs tests bench-kv bench-log \
+	bench-node jepsen
 .DEFAULT_GOAL := all
+.SECONDARY:
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(PROGRAMS)
 
@@ -85,6 +92,9 @@ deps:
 $(BUILD)/gen/proto/%.pb-c.c $(BUILD)/gen/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen/proto
 	protoc-c --c_out=$(BUILD)/gen $<
+
+# Kept: otherwise make deletes them as intermediates after every build.
+.SECONDARY: $(PROTO_C) $(PROTO_H)
 
 # Every object may include generated headers.
 $(BUILD)/obj/%.o: %.c | $(PROTO_H)
@@ -100,10 +110,13 @@ $(STATIC_LIB): $(LIB_OBJS)
 	rm -f $@
 	ar rcs $@ $^
 
-$(SHARED_LIB): $(LIB_OBJS)
+# The version script exports raft_* and kv_* only, whatever the objects
+# (generated protobuf-c code included) leave visible.
+$(SHARED_LIB): $(LIB_OBJS) lib/libraft.map
 	@mkdir -p $(dir $@)
-	$(CC) -shared -Wl,-soname,libraft.so.$(SOVERSION) $(LDFLAGS) -o $@ \
-		$^ $(PKG_LIBS) $(LDLIBS)
+	$(CC) -shared -Wl,-soname,libraft.so.$(SOVERSION) \
+		-Wl,--version-script=lib/libraft.map $(LDFLAGS) -o $@ \
+		$(LIB_OBJS) $(PKG_LIBS) $(LDLIBS)
 	ln -sf libraft.so.$(VERSION) $(BUILD)/lib/libraft.so.$(SOVERSION)
 	ln -sf libraft.so.$(SOVERSION) $(BUILD)/lib/libraft.so
 
@@ -159,28 +172,92 @@ cluster-stop:
 cluster-wipe:
 	@BUILD=$(BUILD) scripts/cluster.sh wipe
 
+# PREFIX is what the installed files refer to (pkg-config file); DESTDIR
+# only stages them elsewhere, for packaging.
+MAN_PAGES := $(wildcard docs/man/*.1)
+# Paths under PREFIX are written relative to ${prefix} in libraft.pc, so
+# that pkg-config --define-prefix can relocate an unpacked tree.
+PC_LIBDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 install: all
-	install -d $(DESTDIR)$(PREFIX)/include/libraft $(DESTDIR)$(PREFIX)/lib \
-		$(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 644 lib/include/libraft/*.h $(DESTDIR)$(PREFIX)/include/libraft
-	install -m 644 $(STATIC_LIB) $(DESTDIR)$(PREFIX)/lib
-	install -m 755 $(SHARED_LIB) $(DESTDIR)$(PREFIX)/lib
-	ln -sf libraft.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libraft.so.$(SOVERSION)
-	ln -sf libraft.so.$(SOVERSION) $(DESTDIR)$(PREFIX)/lib/libraft.so
-	install -m 755 $(PROGRAMS) $(DESTDIR)$(PREFIX)/bin
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
-		lib/libraft.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libraft.pc
-	if [ -d docs/man ]; then install -d $(DESTDIR)$(PREFIX)/share/man/man1; \
-		install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1; fi
+	install -d $(DESTDIR)$(INCLUDEDIR)/libraft $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 644 lib/include/libraft/*.h $(DESTDIR)$(INCLUDEDIR)/libraft
+	install -m 644 $(STATIC_LIB) $(DESTDIR)$(LIBDIR)
+	install -m 755 $(SHARED_LIB) $(DESTDIR)$(LIBDIR)
+	ln -sf libraft.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libraft.so.$(SOVERSION)
+	ln -sf libraft.so.$(SOVERSION) $(DESTDIR)$(LIBDIR)/libraft.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(PC_LIBDIR)|g' \
+		-e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|g' \
+		-e 's|@VERSION@|$(VERSION)|g' \
+		lib/libraft.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/libraft.pc
+ifneq ($(PROGRAMS),)
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(PROGRAMS) $(DESTDIR)$(BINDIR)
+endif
+ifneq ($(MAN_PAGES),)
+	install -d $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(MAN_PAGES) $(DESTDIR)$(MANDIR)/man1
+endif
+
+uninstall:
+	rm -rf $(DESTDIR)$(INCLUDEDIR)/libraft
+	rm -f $(DESTDIR)$(LIBDIR)/libraft.a $(DESTDIR)$(LIBDIR)/libraft.so \
+		$(DESTDIR)$(LIBDIR)/libraft.so.$(SOVERSION) \
+		$(DESTDIR)$(LIBDIR)/libraft.so.$(VERSION) \
+		$(DESTDIR)$(LIBDIR)/pkgconfig/libraft.pc \
+		$(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(PROGRAMS))) \
+		$(addprefix $(DESTDIR)$(MANDIR)/man1/,$(notdir $(MAN_PAGES)))
+
+# The API reference; doxygen is optional, installed here when missing. Any
+# warning (an undocumented public declaration) fails the run; DOCS_STRICT=0
+# still writes the pages.
+DOCS_STRICT ?= 1
+docs:
+	@command -v doxygen >/dev/null || { \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$SUDO apt-get update -q && $$SUDO apt-get install -y -q \
+			--no-install-recommends doxygen; }
+	@mkdir -p $(BUILD)/docs
+	(cat Doxyfile; echo "OUTPUT_DIRECTORY = $(BUILD)/docs"; \
+		echo "PROJECT_NUMBER = $(VERSION)"; \
+		[ "$(DOCS_STRICT)" = 1 ] || echo "WARN_AS_ERROR = NO") | doxygen -
+	@echo "API reference: $(BUILD)/docs/html/index.html"
 
 fmt:
-	clang-format -i $$(find lib server cli tests -name '*.[ch]')
+	clang-format -i $$(find lib server cli tests examples -name '*.[ch]')
 
 bench: tests
 	@scripts/bench.sh
 
 jepsen: all
 	jepsen-lite/run $(or $(T),all) --kvd $(BUILD)/bin/kvd
+
+# State machine apply throughput (bench/kv_apply.c).
+$(BUILD)/bench/kv_apply: $(BUILD)/obj/bench/kv_apply.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+bench-kv: $(BUILD)/bench/kv_apply
+	$(BUILD)/bench/kv_apply
+
+# Failover time of an in-process three-node cluster (bench/node_failover.c).
+$(BUILD)/bench/node_failover: $(BUILD)/obj/bench/node_failover.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+bench-node: $(BUILD)/bench/node_failover
+	$(BUILD)/bench/node_failover
+
+# The durable log's benchmark; BENCH_DIR must be on a real disk (not tmpfs).
+BENCH_DIR ?= /var/tmp
+BENCH_SECONDS ?= 3
+$(BUILD)/bench/log_bench: $(BUILD)/obj/bench/log_bench.o $(STATIC_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+bench-log: $(BUILD)/bench/log_bench
+	$(BUILD)/bench/log_bench $(BENCH_DIR) $(BENCH_SECONDS)
 
 clean:
 	rm -rf build build-asan

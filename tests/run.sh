@@ -56,6 +56,7 @@ run_suite() {
 	local name=$1
 	shift
 	local log=$LOGS/$name.log
+	mkdir -p "$(dirname "$log")"
 	"$@" >"$log" 2>&1
 	count "$name" "$log" $?
 }

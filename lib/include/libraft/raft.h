@@ -15,7 +15,9 @@
  *            u.entries (dropping any stored entry at or after
  *            u.entries[0].index first); persists complete in order;
  *         2. send u.msgs now;
- *         3. send u.msgs_after_persist once step 1 is durable;
+ *         3. send u.msgs_after_persist once step 1 is durable, and with
+ *            it every persist started by an earlier update (when this
+ *            update has nothing to persist, once the earlier ones are);
  *         4. apply u.committed to the state machine, in order;
  *         5. answer u.reads;
  *         raft_advance(r, &u);
@@ -166,7 +168,9 @@ struct raft_config {
 	unsigned heartbeat_ticks; /* default 1; must be < election_ticks */
 	bool pre_vote;           /* run PreVote before an election */
 	bool check_quorum;       /* leader steps down without a quorum */
-	uint64_t seed;           /* randomness for election timeouts */
+	uint64_t seed;           /* randomness for election timeouts and
+				    read ids; give each start of a node a
+				    different seed (mix in the time) */
 	size_t max_inflight_msgs;  /* per follower; default 64 */
 	size_t max_inflight_bytes; /* per follower; default 8 MiB */
 	size_t max_msg_entries;    /* per APPEND; default 1024 */
@@ -203,7 +207,10 @@ RAFT_API void raft_free(struct raft *r);
 RAFT_API void raft_tick(struct raft *r);
 
 /* Feed a received message. Messages from unknown ids or older terms are
- * dropped. Returns RAFT_OK or RAFT_ENOMEM. */
+ * dropped. Returns RAFT_OK, RAFT_ENOMEM, RAFT_EINVAL (r or m is NULL) or
+ * RAFT_EPROTO (the message breaks the protocol: unknown type, entries that
+ * do not follow index/log_term, or that contradict committed entries; it
+ * is dropped whole and the core stays usable). */
 RAFT_API int raft_step(struct raft *r, const struct raft_msg *m);
 
 /* Append a command on the leader. data is copied. On success *index and
@@ -235,7 +242,9 @@ struct raft_update {
 	const struct raft_msg *msgs_after_persist; /* send once persisted */
 	size_t n_msgs_after_persist;
 
-	const struct raft_entry *committed; /* apply in order */
+	/* apply in order; only entries durable on this node are handed out,
+	 * so the state machine never runs ahead of the log after a crash */
+	const struct raft_entry *committed;
 	size_t n_committed;
 
 	const struct raft_read *reads;

@@ -5,12 +5,16 @@
  * index and term of the last entry applied, so that after a crash replay
  * resumes exactly at applied + 1.
  *
- * Commands are kv.proto KvCommand messages (put, delete). Each key carries
+ * Commands are kvcmd.proto KvCommand messages (put, delete). Each key carries
  * its create index, modification index and version (number of puts since
  * creation), as etcd does, for compare-and-swap and watches later.
  *
  * Threads: kvsm_apply() runs on one worker thread at a time; kvsm_get() may
  * run on any thread concurrently with it (LMDB read transactions).
+ *
+ * Files: dir/kv.mdb and its lock file dir/kv.mdb-lock, so the store can
+ * share a directory with other files. Durability modes and why the node
+ * uses the one it does: docs/adr/0005-state-machine-durability.md.
  */
 #ifndef LIBRAFT_KVSM_H
 #define LIBRAFT_KVSM_H
@@ -20,7 +24,7 @@
 
 #include "libraft/raft.h"
 
-#define KVSM_MAX_KEY 511             /* LMDB's default key limit */
+#define KVSM_MAX_KEY   511	     /* LMDB's default key limit */
 #define KVSM_MAX_VALUE (1024 * 1024) /* 1 MiB, as etcd's default request */
 
 struct kvsm;
@@ -28,7 +32,9 @@ struct kvsm;
 struct kvsm_options {
 	size_t map_size;     /* initial LMDB map size; default 64 MiB */
 	size_t max_map_size; /* growth stops here; default 64 GiB */
-	bool no_sync;        /* MDB_NOSYNC; the Raft log is the durable copy */
+	bool no_sync;	     /* MDB_NOSYNC; the Raft log is the durable copy */
+	bool no_meta_sync;   /* MDB_NOMETASYNC: one sync per batch instead of
+				two; a power loss may undo the last batch */
 };
 
 /* Metadata of one key. */
@@ -40,14 +46,14 @@ struct kvsm_meta {
 
 /* Outcome of one applied entry. */
 struct kvsm_result {
-	int rc;           /* RAFT_OK, RAFT_ENOTFOUND (delete of a missing key),
-			     RAFT_ETOOBIG, RAFT_EINVAL (undecodable command) */
-	uint64_t index;   /* the entry's index (the new mod_index for a put) */
+	int rc;		/* RAFT_OK, RAFT_ENOTFOUND (delete of a missing key),
+			   RAFT_ETOOBIG, RAFT_EINVAL (undecodable command) */
+	uint64_t index; /* the entry's index (the new mod_index for a put) */
 	struct kvsm_meta meta; /* the key's metadata after the command */
 };
 
-int kvsm_open(const char *dir, const struct kvsm_options *o,
-	      struct kvsm **out, char *errmsg, size_t errlen);
+int kvsm_open(const char *dir, const struct kvsm_options *o, struct kvsm **out,
+	      char *errmsg, size_t errlen);
 void kvsm_close(struct kvsm *kv);
 
 /* Index and term of the last applied entry (0, 0 for a new store). */
@@ -57,19 +63,58 @@ int kvsm_applied(struct kvsm *kv, raft_index *index, raft_term *term);
  * room for n. Entries at or below the stored applied index are skipped
  * (their result rc is RAFT_OK, index 0). Returns RAFT_OK, or RAFT_EIO /
  * RAFT_ENOSPC when the transaction could not commit (nothing of the batch
- * is applied then; the map is grown first when it is merely full). */
+ * is applied then; the map is grown first when it is merely full).
+ *
+ * Also RAFT_EINVAL, nothing applied, when the indexes are not consecutive or
+ * the first entry is beyond applied + 1 (a gap), and RAFT_ENOMEM when a
+ * command could not be decoded for lack of memory. A command that does not
+ * decode, has an empty key or an unknown entry type gets result RAFT_EINVAL
+ * and is consumed; an oversize key or value gets RAFT_ETOOBIG. After a
+ * failed commit (other than a full map) every later call returns the same
+ * error: the store must be reopened (fail-stop, as for the log). */
 int kvsm_apply(struct kvsm *kv, const struct raft_entry *entries, size_t n,
 	       struct kvsm_result *results);
 
 /* Read a key. On RAFT_OK *val is a malloc'd copy (caller frees) of *val_len
- * bytes and meta (may be NULL) is filled. RAFT_ENOTFOUND if absent. */
+ * bytes and meta (may be NULL) is filled. RAFT_ENOTFOUND if absent.
+ * RAFT_EINVAL for an empty key, RAFT_ETOOBIG for a key over KVSM_MAX_KEY. */
 int kvsm_get(struct kvsm *kv, const void *key, size_t key_len, void **val,
 	     size_t *val_len, struct kvsm_meta *meta);
 
-/* Encode commands as entry payloads (malloc'd; caller frees). */
+/* Whether a put (or, with val_len 0, a delete) of these sizes would be
+ * accepted: RAFT_OK, RAFT_EINVAL for an empty key, RAFT_ETOOBIG for a key
+ * over KVSM_MAX_KEY or a value over KVSM_MAX_VALUE. For the server to
+ * check before proposing; kvsm_apply() checks again. */
+int kvsm_check_sizes(size_t key_len, size_t val_len);
+
+/* Encode commands as entry payloads (malloc'd; caller frees). Errors: those
+ * of kvsm_check_sizes(), RAFT_ENOMEM. */
 int kvsm_encode_put(const void *key, size_t key_len, const void *val,
 		    size_t val_len, void **out, size_t *out_len);
 int kvsm_encode_delete(const void *key, size_t key_len, void **out,
 		       size_t *out_len);
+
+/* Number of keys stored. */
+int kvsm_count(struct kvsm *kv, uint64_t *n);
+
+/* Called by kvsm_scan() for each key in order; return false to stop. The
+ * pointers are valid only during the call. */
+typedef bool (*kvsm_scan_cb)(void *arg, const void *key, size_t key_len,
+			     const void *val, size_t val_len,
+			     const struct kvsm_meta *meta);
+
+/* Visit the keys k with start <= k < end in byte order (shorter first on a
+ * common prefix), in one read transaction, so the view is consistent. A
+ * NULL start (or end) means from the first (to the last) key. The callback
+ * must not call into the store (a pending map growth would deadlock it);
+ * a long scan delays map growth. Returns
+ * RAFT_OK (also when the callback stopped early), RAFT_ECORRUPT, RAFT_EIO,
+ * RAFT_EBUSY (too many concurrent readers). */
+int kvsm_scan(struct kvsm *kv, const void *start, size_t start_len,
+	      const void *end, size_t end_len, kvsm_scan_cb cb, void *arg);
+
+/* Force everything committed to disk (for no_sync / no_meta_sync stores,
+ * e.g. before log entries are compacted away). RAFT_OK or RAFT_EIO. */
+int kvsm_sync(struct kvsm *kv);
 
 #endif /* LIBRAFT_KVSM_H */

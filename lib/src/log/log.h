@@ -30,7 +30,7 @@ struct rlog;
 
 struct rlog_options {
 	size_t segment_size; /* bytes per segment file; default 64 MiB */
-	bool no_sync;        /* for tests and benchmarks that say so */
+	bool no_sync;	     /* for tests and benchmarks that say so */
 };
 
 /* What the log held at open. Free with rlog_loaded_free(). */
@@ -76,6 +76,18 @@ struct rlog_req {
  * durable, or with an error. Returns RAFT_OK, RAFT_ENOMEM, or the failed
  * state's error (then cb is not called). */
 int rlog_write(struct rlog *l, struct rlog_req *req);
+
+/* Delete, off the loop thread, every whole segment whose entries are all
+ * below index (for snapshots: the caller must no longer need them). The
+ * segment being written always stays, so entries below index may remain
+ * and show up at the next open. Afterwards a request may no longer start
+ * below index. Returns RAFT_OK, RAFT_EINVAL (index past the end of the
+ * log), RAFT_ESHUTDOWN or the failed state's error. */
+int rlog_compact(struct rlog *l, raft_index index);
+
+/* NULL while the log works; once it has failed, what failed (file, call,
+ * system error), valid until rlog_close() completes. */
+const char *rlog_failure(struct rlog *l);
 
 /* Flush pending requests, stop the worker, close files. cb may be NULL. */
 void rlog_close(struct rlog *l, void (*cb)(void *arg), void *arg);

@@ -1,0 +1,355 @@
+/* Log replication: the leader's APPENDs and heartbeats, the follower's
+ * consistency check, and commitment.
+ *
+ * Rules carried out here:
+ * - Raft paper Figure 2, AppendEntries receiver steps 1-5.
+ * - Figure 2, Rules for Servers, Leaders: commit N when a majority has
+ *   matchIndex >= N and log[N].term == currentTerm; Figure 8 shows why an
+ *   entry of an older term is never committed by counting replicas.
+ * - Section 5.3, the optimization at its end: a rejection carries a hint so
+ *   the leader skips a whole conflicting term at a time.
+ * - Dissertation 10.2.1: the leader sends its entries before its own write
+ *   completes and counts itself only for entries it knows are durable.
+ * - Dissertation 6.2 and 9.6 (CheckQuorum): a leader that has not heard
+ *   from a majority within an election timeout steps down.
+ * - Every APPEND_RESP goes out in msgs_after_persist: it reports entries as
+ *   held, and the term it carries may be new, so both must be durable.
+ */
+#include <assert.h>
+#include <stdlib.h>
+
+#include "core.h"
+
+/* Queue an APPEND for p starting at p->next. With data, up to
+ * max_msg_entries / max_msg_bytes entries go in (at least one); without,
+ * it is an empty APPEND that still checks the log. */
+static int send_append(struct raft *r, struct core_prog *p, bool data,
+		       raft_index commit)
+{
+	struct raft_msg m = {0};
+	raft_index prev = p->next - 1;
+	raft_index last = core_log_last(&r->log);
+	size_t n = 0, bytes = 0;
+	int rc;
+
+	while (data && prev + n < last && n < r->cfg.max_msg_entries) {
+		size_t len = core_log_get(&r->log, prev + n + 1)->len;
+		if (n > 0 && bytes + len > r->cfg.max_msg_bytes) {
+			break;
+		}
+		bytes += len;
+		n++;
+	}
+	m.type = RAFT_MSG_APPEND;
+	m.to = p->id;
+	m.term = r->term;
+	m.index = prev;
+	m.log_term = core_log_term(&r->log, prev);
+	m.commit = commit;
+	m.n_entries = n;
+	m.context = r->round;
+	rc = core_send(r, &m, false);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	if (n > 0) {
+		core_prog_sent(p, prev + n, bytes);
+	}
+	if (commit > p->commit_sent) {
+		p->commit_sent = commit;
+	}
+	return RAFT_OK;
+}
+
+int core_flush(struct raft *r)
+{
+	raft_index last = core_log_last(&r->log);
+	int rc = RAFT_OK;
+
+	assert(r->role == RAFT_LEADER);
+	for (size_t i = 0; i < r->n_peers && rc == RAFT_OK; i++) {
+		struct core_prog *p = &r->prog[i];
+		bool sent = false;
+
+		if (i == r->self) {
+			continue;
+		}
+		while (rc == RAFT_OK && p->next <= last &&
+		       !core_prog_paused(p, r->cfg.max_inflight_bytes)) {
+			rc = send_append(r, p, true, r->commit);
+			sent = true;
+		}
+		/* Tell an up-to-date follower about a new commit index so it
+		 * can apply without waiting for the next heartbeat. */
+		if (rc == RAFT_OK && !sent && p->state == CORE_REPLICATE &&
+		    p->commit_sent < r->commit) {
+			rc = send_append(r, p, false, r->commit);
+		}
+	}
+	return rc;
+}
+
+int core_heartbeat(struct raft *r)
+{
+	int rc = RAFT_OK;
+
+	assert(r->role == RAFT_LEADER);
+	/* Each heartbeat opens a new round; waiting reads ride on it
+	 * (dissertation 6.4, step 3). */
+	r->round++;
+	r->prog[r->self].acked_round = r->round;
+	core_reads_assign_round(r);
+	for (size_t i = 0; i < r->n_peers && rc == RAFT_OK; i++) {
+		struct core_prog *p = &r->prog[i];
+		raft_index commit;
+
+		if (i == r->self) {
+			continue;
+		}
+		/* A follower may only learn a commit index up to what it is
+		 * known to hold. */
+		commit = r->commit < p->match ? r->commit : p->match;
+		rc = send_append(r, p, false, commit);
+		/* A lost probe is retried once per heartbeat. */
+		p->probe_sent = false;
+	}
+	r->need_flush = true;
+	if (rc == RAFT_OK) {
+		rc = core_reads_round_acked(r);
+	}
+	return rc;
+}
+
+static void check_quorum(struct raft *r)
+{
+	size_t active = 0;
+
+	for (size_t i = 0; i < r->n_peers; i++) {
+		if (i == r->self || r->prog[i].recent_active) {
+			active++;
+		}
+		r->prog[i].recent_active = false;
+	}
+	if (active < r->quorum) {
+		core_become_follower(r, r->term, 0);
+	}
+}
+
+void core_tick_leader(struct raft *r)
+{
+	r->hb_elapsed++;
+	r->elapsed++;
+	if (r->hb_elapsed >= r->cfg.heartbeat_ticks) {
+		r->hb_elapsed = 0;
+		/* Only ENOMEM; the next heartbeat retries. */
+		(void)core_heartbeat(r);
+	}
+	if (r->elapsed >= r->cfg.election_ticks) {
+		r->elapsed = 0;
+		if (r->cfg.check_quorum) {
+			check_quorum(r);
+		}
+	}
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+	raft_index x = *(const raft_index *)a, y = *(const raft_index *)b;
+
+	return x < y ? 1 : x > y ? -1 : 0;
+}
+
+void core_maybe_commit(struct raft *r)
+{
+	raft_index match[RAFT_MAX_PEERS];
+	raft_index n;
+
+	assert(r->role == RAFT_LEADER);
+	for (size_t i = 0; i < r->n_peers; i++) {
+		match[i] = i == r->self ? r->persisted : r->prog[i].match;
+	}
+	qsort(match, r->n_peers, sizeof(match[0]), cmp_desc);
+	n = match[r->quorum - 1];
+	if (n <= r->commit) {
+		return;
+	}
+#if !(defined(RAFT_MUTANT) && RAFT_MUTANT == 1)
+	/* Figure 2 and Figure 8: only an entry of the current term is
+	 * committed by counting replicas; older ones follow it. */
+	if (core_log_term(&r->log, n) != r->term) {
+		return;
+	}
+#endif
+	r->commit = n;
+	r->need_flush = true;
+	if (!r->term_committed && core_log_term(&r->log, n) == r->term) {
+		/* Dissertation 6.4 step 1: reads may be served now. */
+		r->term_committed = true;
+		if (r->reads_wait.n > 0) {
+			(void)core_heartbeat(r);
+		}
+	}
+}
+
+static int send_append_resp(struct raft *r, const struct raft_msg *m,
+			    bool reject, raft_index index, raft_index hint,
+			    raft_term hint_term)
+{
+	struct raft_msg resp = {0};
+
+	resp.type = RAFT_MSG_APPEND_RESP;
+	resp.to = m->from;
+	resp.term = r->term;
+	resp.index = index;
+	resp.reject = reject;
+	resp.hint_index = hint;
+	resp.hint_term = hint_term;
+	resp.context = m->context;
+	return core_send(r, &resp, true);
+}
+
+/* Figure 2, AppendEntries receiver step 3-4: skip entries already held,
+ * cut the log at the first conflict and append the rest. */
+static int append_entries(struct raft *r, const struct raft_msg *m)
+{
+	size_t i;
+	int rc = RAFT_OK;
+
+	for (i = 0; i < m->n_entries; i++) {
+		raft_index idx = m->index + 1 + i;
+		raft_term t = core_log_term(&r->log, idx);
+
+		if (idx > core_log_last(&r->log)) {
+			break;
+		}
+		if (t == m->entries[i].term) {
+			continue;
+		}
+		if (idx <= r->commit) {
+			/* Log Matching guarantees committed entries agree;
+			 * a leader saying otherwise is broken. */
+			return RAFT_EPROTO;
+		}
+		core_log_truncate(&r->log, idx);
+		if (r->unstable > idx) {
+			r->unstable = idx;
+		}
+		if (r->persisted >= idx) {
+			r->persisted = idx - 1;
+		}
+		r->trunc_gen++;
+		break;
+	}
+#if defined(RAFT_MUTANT) && RAFT_MUTANT == 3
+	/* Broken on purpose: a stale APPEND cuts off later entries. */
+	if (i == m->n_entries && m->n_entries > 0 &&
+	    core_log_last(&r->log) > m->index + m->n_entries &&
+	    m->index + m->n_entries > r->commit) {
+		raft_index cut = m->index + m->n_entries + 1;
+		core_log_truncate(&r->log, cut);
+		if (r->unstable > cut) {
+			r->unstable = cut;
+		}
+		if (r->persisted >= cut) {
+			r->persisted = cut - 1;
+		}
+		r->trunc_gen++;
+	}
+#endif
+	for (; i < m->n_entries && rc == RAFT_OK; i++) {
+		const struct raft_entry *e = &m->entries[i];
+		rc =
+		    core_log_append(&r->log, e->term, e->type, e->data, e->len);
+	}
+	return rc;
+}
+
+int core_handle_append(struct raft *r, const struct raft_msg *m)
+{
+	raft_index last = core_log_last(&r->log);
+	raft_index match;
+	int rc;
+
+	assert(r->role == RAFT_FOLLOWER && m->term == r->term);
+	if (m->index < r->commit) {
+		/* Everything through commit already matches any leader of
+		 * this term. */
+		return send_append_resp(r, m, false, r->commit, 0, 0);
+	}
+	/* Figure 2, AppendEntries receiver step 2, with the hint of
+	 * section 5.3. */
+	if (m->index > last) {
+		return send_append_resp(r, m, true, m->index, last, 0);
+	}
+	if (core_log_term(&r->log, m->index) != m->log_term) {
+		raft_index hint =
+		    core_log_last_at_or_below(&r->log, m->index, m->log_term);
+		return send_append_resp(r, m, true, m->index, hint,
+					core_log_term(&r->log, hint));
+	}
+	rc = append_entries(r, m);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	/* Step 5: commit up to the last entry known to match the leader. */
+	match = m->index + m->n_entries;
+	if (m->commit > r->commit && match > r->commit) {
+		r->commit = m->commit < match ? m->commit : match;
+	}
+	return send_append_resp(r, m, false, match, 0, 0);
+}
+
+/* Where to probe next after a rejection, from the follower's hint. */
+static raft_index next_from_hint(const struct raft *r, const struct raft_msg *m)
+{
+	raft_index next;
+
+	if (m->hint_term == 0) {
+		next = m->hint_index + 1;
+	} else {
+		next = core_log_last_at_or_below(&r->log, m->hint_index,
+						 m->hint_term) +
+		       1;
+	}
+	return next < m->index ? next : m->index;
+}
+
+int core_handle_append_resp(struct raft *r, const struct raft_msg *m)
+{
+	struct core_prog *p = core_prog_of(r, m->from);
+	raft_index next;
+
+	assert(r->role == RAFT_LEADER && p != NULL);
+	if (m->context > p->acked_round) {
+		p->acked_round = m->context;
+		if (core_reads_round_acked(r) != RAFT_OK) {
+			return RAFT_ENOMEM;
+		}
+	}
+	if (m->reject) {
+		/* A rejection of something already known to match, or of a
+		 * probe other than the latest, is stale. */
+		if (m->index <= p->match ||
+		    (p->state == CORE_PROBE && m->index != p->next - 1)) {
+			return RAFT_OK;
+		}
+		next = next_from_hint(r, m);
+		core_prog_become_probe(p);
+		if (next > p->next) {
+			p->next = next;
+		}
+		r->need_flush = true;
+		return RAFT_OK;
+	}
+	if (m->index > core_log_last(&r->log)) {
+		return RAFT_EPROTO;
+	}
+	if (core_prog_acked(p, m->index)) {
+		core_maybe_commit(r);
+	}
+	if (p->state == CORE_PROBE) {
+		core_prog_become_replicate(p);
+	}
+	r->need_flush = true;
+	return RAFT_OK;
+}

@@ -1,0 +1,411 @@
+/* The replicated key-value store (kv.h): a node (node.h) whose state
+ * machine is the LMDB map of kv/kvsm.h.
+ *
+ * The life of a request:
+ *
+ *     put/del: encode the command (kvsm_encode_*) --> raft_node_propose()
+ *              --> applied by kvsm_apply() on the worker --> write_done():
+ *              the command's own result (RAFT_OK, RAFT_ENOTFOUND) or the
+ *              node's error goes to the caller.
+ *     get, linearizable: raft_node_read() --> read_ready(): this node has
+ *              applied through the read index --> kvsm_get() --> caller.
+ *     get, serializable: queued; the deferred timer runs kvsm_get() on the
+ *              next loop iteration --> caller.
+ *
+ * Failure modes: every failure of the node reaches the callbacks (see
+ * node.h); a kvsm_get() error on a ready read is passed on as is (RAFT_EIO).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kv/kvsm.h"
+#include "libraft/kv.h"
+#include "node/node.h"
+
+/* A get waiting for its read index, or for the deferred timer. */
+struct kv_get {
+	struct kv_store *store;
+	kv_read_cb cb;
+	void *arg;
+	struct kv_get *next; /* deferred queue */
+	size_t klen;
+	char key[]; /* klen bytes */
+};
+
+struct kv_put {
+	kv_write_cb cb;
+	void *arg;
+};
+
+struct kv_store {
+	uv_loop_t *loop;
+	char sm_dir[4096]; /* DIR/kv */
+	struct kvsm_options sm_options;
+	char sm_errmsg[512];
+	struct kvsm *sm; /* opened by fsm_applied() */
+	struct raft_fsm fsm;
+	struct raft_node *node;
+	uv_timer_t deferred_timer;
+	struct kv_get *deferred_head, *deferred_tail;
+	struct kvsm_result *results; /* scratch for the one apply in flight */
+	size_t results_cap;
+	bool closing;
+	void (*close_cb)(void *arg);
+	void *close_arg;
+};
+
+void kv_config_init(struct kv_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	raft_node_config_init(&cfg->node);
+}
+
+/* The state machine, as the node sees it */
+
+/* Called once by raft_node_start(), after it has locked the data directory
+ * and checked the cluster configuration: only then is LMDB opened, so a
+ * refused start touches nothing and two stores never share a map. */
+static int fsm_applied(struct raft_fsm *fsm, raft_index *index)
+{
+	struct kv_store *s = fsm->data;
+	raft_term term;
+	int rc;
+
+	if (s->sm == NULL) {
+		rc = kvsm_open(s->sm_dir, &s->sm_options, &s->sm, s->sm_errmsg,
+			       sizeof(s->sm_errmsg));
+		if (rc != RAFT_OK) {
+			s->sm = NULL;
+			return rc;
+		}
+	}
+	return kvsm_applied(s->sm, index, &term);
+}
+
+/* Worker thread. Only this touches s->results, one batch at a time. */
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_entry *entries,
+		     size_t n, struct raft_fsm_result *results)
+{
+	struct kv_store *s = fsm->data;
+	int rc;
+
+	if (n > s->results_cap) {
+		struct kvsm_result *r = realloc(s->results, n * sizeof(*r));
+
+		if (r == NULL) {
+			return RAFT_ENOMEM;
+		}
+		s->results = r;
+		s->results_cap = n;
+	}
+	rc = kvsm_apply(s->sm, entries, n, s->results);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++) {
+		results[i].rc = s->results[i].rc;
+		results[i].value = entries[i].index;
+	}
+	return RAFT_OK;
+}
+
+/* Open and close */
+
+int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
+		  struct kv_store **out, char *errmsg, size_t errlen)
+{
+	struct raft_node_config nc;
+	struct kv_store *s;
+	int rc;
+
+	if (loop == NULL || cfg == NULL || out == NULL) {
+		return RAFT_EINVAL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		return RAFT_ENOMEM;
+	}
+	s->loop = loop;
+	if (cfg->node.data_dir != NULL) {
+		snprintf(s->sm_dir, sizeof(s->sm_dir), "%s/kv",
+			 cfg->node.data_dir);
+	}
+	s->sm_options.map_size = cfg->map_size;
+	s->sm_options.max_map_size = cfg->max_map_size;
+	/* Durable per applied batch (docs/adr/0005); no_sync for benchmarks
+	 * only, as for the log. */
+	s->sm_options.no_sync = cfg->node.no_sync;
+	s->fsm.data = s;
+	s->fsm.applied = fsm_applied;
+	s->fsm.apply = fsm_apply;
+	nc = cfg->node;
+	nc.fsm = &s->fsm;
+	rc = raft_node_start(loop, &nc, &s->node, errmsg, errlen);
+	if (rc != RAFT_OK) {
+		goto err_store;
+	}
+	uv_timer_init(loop, &s->deferred_timer);
+	s->deferred_timer.data = s;
+	*out = s;
+	return RAFT_OK;
+
+err_store:
+	if (s->sm_errmsg[0] != '\0' && errmsg != NULL) {
+		snprintf(errmsg, errlen, "%s", s->sm_errmsg);
+	}
+	if (s->sm != NULL) {
+		kvsm_close(s->sm);
+	}
+	free(s);
+	return rc;
+}
+
+static void fail_deferred(struct kv_store *s, int rc)
+{
+	struct kv_get *g;
+
+	while ((g = s->deferred_head) != NULL) {
+		s->deferred_head = g->next;
+		g->cb(g->arg, rc, NULL, 0, NULL);
+		free(g);
+	}
+	s->deferred_tail = NULL;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	struct kv_store *s = h->data;
+	void (*cb)(void *arg) = s->close_cb;
+	void *arg = s->close_arg;
+
+	kvsm_close(s->sm);
+	free(s->results);
+	free(s);
+	if (cb != NULL) {
+		cb(arg);
+	}
+}
+
+static void node_closed(void *arg)
+{
+	struct kv_store *s = arg;
+
+	/* No apply is in flight once the node has closed. */
+	uv_close((uv_handle_t *)&s->deferred_timer, timer_closed);
+}
+
+void kv_store_close(struct kv_store *s, void (*cb)(void *arg), void *arg)
+{
+	if (s->closing) {
+		return;
+	}
+	s->closing = true;
+	s->close_cb = cb;
+	s->close_arg = arg;
+	uv_timer_stop(&s->deferred_timer);
+	raft_node_close(s->node, node_closed, s);
+	fail_deferred(s, RAFT_ESHUTDOWN);
+}
+
+/* Writes */
+
+static void write_done(void *arg, int status, raft_index index,
+		       struct raft_fsm_result *result)
+{
+	struct kv_put *p = arg;
+
+	if (status == RAFT_OK) {
+		status = result->rc;
+	}
+	p->cb(p->arg, status,
+	      status == RAFT_OK || status == RAFT_ENOTFOUND ? index : 0);
+	free(p);
+}
+
+static int propose(struct kv_store *s, void *cmd, size_t len, kv_write_cb cb,
+		   void *arg)
+{
+	struct kv_put *p = malloc(sizeof(*p));
+	int rc;
+
+	if (p == NULL) {
+		free(cmd);
+		return RAFT_ENOMEM;
+	}
+	p->cb = cb;
+	p->arg = arg;
+	rc = raft_node_propose(s->node, cmd, len, write_done, p);
+	free(cmd);
+	if (rc != RAFT_OK) {
+		free(p);
+	}
+	return rc;
+}
+
+static int check_key(struct kv_store *s, const void *key, size_t klen,
+		     bool have_cb)
+{
+	/* A failed node serves nothing, not even local reads: its state
+	 * machine may be what failed. */
+	if (s->closing || s->node->state != NODE_RUNNING) {
+		return RAFT_ESHUTDOWN;
+	}
+	if (key == NULL || klen == 0 || !have_cb) {
+		return RAFT_EINVAL;
+	}
+	if (klen > KV_MAX_KEY) {
+		return RAFT_ETOOBIG;
+	}
+	return RAFT_OK;
+}
+
+int kv_store_put(struct kv_store *s, const void *key, size_t klen,
+		 const void *val, size_t vlen, kv_write_cb cb, void *arg)
+{
+	void *cmd;
+	size_t len;
+	int rc = check_key(s, key, klen, cb != NULL);
+
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	if (val == NULL && vlen > 0) {
+		return RAFT_EINVAL;
+	}
+	if (vlen > KV_MAX_VALUE) {
+		return RAFT_ETOOBIG;
+	}
+	rc = kvsm_encode_put(key, klen, val, vlen, &cmd, &len);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	return propose(s, cmd, len, cb, arg);
+}
+
+int kv_store_del(struct kv_store *s, const void *key, size_t klen,
+		 kv_write_cb cb, void *arg)
+{
+	void *cmd;
+	size_t len;
+	int rc = check_key(s, key, klen, cb != NULL);
+
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	rc = kvsm_encode_delete(key, klen, &cmd, &len);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	return propose(s, cmd, len, cb, arg);
+}
+
+/* Reads */
+
+static void answer_get(struct kv_get *g)
+{
+	struct kvsm_meta m;
+	struct kv_meta meta;
+	void *val = NULL;
+	size_t vlen = 0;
+	int rc = kvsm_get(g->store->sm, g->key, g->klen, &val, &vlen, &m);
+
+	if (rc == RAFT_OK) {
+		meta.create_index = m.create_index;
+		meta.mod_index = m.mod_index;
+		meta.version = m.version;
+		g->cb(g->arg, RAFT_OK, val, vlen, &meta);
+	} else {
+		g->cb(g->arg, rc, NULL, 0, NULL);
+	}
+	free(val);
+	free(g);
+}
+
+static void read_ready(void *arg, int status, raft_index index)
+{
+	struct kv_get *g = arg;
+
+	(void)index; /* the node has applied through it */
+	if (status != RAFT_OK) {
+		g->cb(g->arg, status, NULL, 0, NULL);
+		free(g);
+		return;
+	}
+	answer_get(g);
+}
+
+/* What a queued get gets once the store cannot serve it: the node's own
+ * failure, as its pending requests got, or RAFT_ESHUTDOWN when closing. */
+static int stopped_status(const struct kv_store *s)
+{
+	if (s->closing || s->node->state != NODE_FAILED) {
+		return RAFT_ESHUTDOWN;
+	}
+	return s->node->fail_rc == RAFT_ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+}
+
+static void deferred_cb(uv_timer_t *t)
+{
+	struct kv_store *s = t->data;
+	struct kv_get *g = s->deferred_head;
+
+	/* Answer only what is queued now; callbacks may queue more. */
+	s->deferred_head = s->deferred_tail = NULL;
+	while (g != NULL) {
+		struct kv_get *next = g->next;
+
+		if (s->closing || s->node->state != NODE_RUNNING) {
+			g->cb(g->arg, stopped_status(s), NULL, 0, NULL);
+			free(g);
+		} else {
+			answer_get(g);
+		}
+		g = next;
+	}
+}
+
+int kv_store_get(struct kv_store *s, const void *key, size_t klen,
+		 bool serializable, kv_read_cb cb, void *arg)
+{
+	struct kv_get *g;
+	int rc = check_key(s, key, klen, cb != NULL);
+
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	g = malloc(sizeof(*g) + klen);
+	if (g == NULL) {
+		return RAFT_ENOMEM;
+	}
+	g->store = s;
+	g->cb = cb;
+	g->arg = arg;
+	g->next = NULL;
+	g->klen = klen;
+	memcpy(g->key, key, klen);
+	if (!serializable) {
+		rc = raft_node_read(s->node, read_ready, g);
+		if (rc != RAFT_OK) {
+			free(g);
+		}
+		return rc;
+	}
+	if (s->deferred_tail != NULL) {
+		s->deferred_tail->next = g;
+	} else {
+		s->deferred_head = g;
+		uv_timer_start(&s->deferred_timer, deferred_cb, 0, 0);
+	}
+	s->deferred_tail = g;
+	return RAFT_OK;
+}
+
+int kv_store_status(struct kv_store *s, struct raft_node_status *st)
+{
+	if (s->closing) {
+		memset(st, 0, sizeof(*st));
+		return RAFT_ESHUTDOWN;
+	}
+	return raft_node_status(s->node, st);
+}

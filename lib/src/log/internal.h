@@ -1,0 +1,78 @@
+/* State shared by the log's files: the loading code (load.c) builds the
+ * segment list that the worker (log.c) then owns. */
+#ifndef RLOG_INTERNAL_H
+#define RLOG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "log/log.h"
+
+#define RLOG_SEG_NAME_LEN 32 /* "%020" PRIu64 ".seg" plus ".tmp" and NUL */
+
+/* One segment file. first is also its name. */
+struct rlog_seg {
+	raft_index first; /* index of its first record */
+	raft_index last;  /* index of its last record; first - 1 when empty */
+};
+
+struct rlog {
+	uv_loop_t *loop;
+	char *dir;
+	int dirfd;
+	struct rlog_options opts;
+
+	/* Loop thread only. */
+	raft_index next_index; /* index after every queued entry */
+	raft_index floor;      /* lowest index a request may start at */
+	bool closing;
+	void (*close_cb)(void *arg);
+	void *close_arg;
+	uv_async_t async;
+	uv_thread_t thread;
+	bool thread_started;
+
+	/* Shared, under mu. */
+	uv_mutex_t mu;
+	uv_cond_t cond;
+	struct rlog_req *queue_head, *queue_tail; /* waiting for the worker */
+	struct rlog_req *done_head, *done_tail;	  /* waiting for callbacks */
+	int failed; /* 0, or the error every request now gets */
+	char failure[256];
+	bool stop;   /* rlog_close(): finish the queue, then exit */
+	bool exited; /* the worker has returned */
+	raft_index compact_to;
+
+	/* Worker thread only (and rlog_open() before the worker starts). */
+	struct rlog_seg *segs; /* oldest first; the last one is active */
+	size_t n_segs, cap_segs;
+	int fd;		    /* the active segment */
+	uint64_t tail;	    /* where the active segment's next record goes */
+	uint64_t seg_alloc; /* bytes allocated to the active segment */
+	raft_index w_next;  /* index after the last record written */
+	bool dirty;	    /* written since the last fdatasync */
+	struct iovec *iov;  /* pending writes to the active segment */
+	int n_iov, cap_iov;
+	uint64_t iov_off; /* file offset of iov[0] */
+	size_t iov_bytes;
+};
+
+/* Map errno to RAFT_ENOSPC or RAFT_EIO. */
+int rlog_errno_code(int err);
+
+void rlog_seg_name(char *buf, raft_index first, bool tmp);
+
+/* Create, preallocate and durably name the segment whose first record will
+ * be first; make it the active one (l->fd, l->tail). size >= header. */
+int rlog_seg_create(struct rlog *l, raft_index first, uint64_t size,
+		    char *errmsg, size_t errlen);
+
+int rlog_segs_push(struct rlog *l, raft_index first, raft_index last);
+
+/* Read the directory: metadata, every segment, cutting a torn tail of the
+ * last one. Leaves the last segment active. */
+int rlog_load(struct rlog *l, struct rlog_loaded *loaded, char *errmsg,
+	      size_t errlen);
+
+#endif /* RLOG_INTERNAL_H */

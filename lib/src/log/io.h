@@ -1,0 +1,31 @@
+/* The system calls the log makes to change files, behind a table that tests
+ * replace to inject failures (a failed fdatasync, ENOSPC from fallocate...).
+ * Every call returns 0 (or a byte count) on success and -1 with errno set on
+ * failure, like the system call it stands for. Reads are not in the table:
+ * they happen only in rlog_open(), whose failures tests cause with real
+ * files. */
+#ifndef RLOG_IO_H
+#define RLOG_IO_H
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct rlog_io {
+	int (*open)(const char *path, int flags, mode_t mode);
+	ssize_t (*pwritev)(int fd, const struct iovec *iov, int n, off_t off);
+	int (*fdatasync)(int fd);
+	int (*fsync)(int fd);
+	int (*fallocate)(int fd, off_t off, off_t len);
+	int (*ftruncate)(int fd, off_t len);
+	int (*renameat)(int dirfd, const char *from, const char *to);
+	int (*unlinkat)(int dirfd, const char *name);
+};
+
+/* The table in use; starts as rlog_io_default. Change it while no log is
+ * open, or on the loop thread between requests: rlog_write() takes the
+ * queue's lock after the change and the worker takes it before its next
+ * batch, which orders the two. */
+extern struct rlog_io rlog_io;
+extern const struct rlog_io rlog_io_default;
+
+#endif /* RLOG_IO_H */

@@ -1,0 +1,346 @@
+/* The cluster file: a node's cluster id and member list, stored in its data
+ * directory at the first start so that a later start with another member
+ * list (a typo in --peers, a data directory copied from another cluster) is
+ * refused instead of splitting the cluster.
+ *
+ * Format, one item per line:
+ *
+ *     libraft-cluster 1
+ *     cluster_id=<decimal>
+ *     member=<id> <host:port>      (one line per member)
+ *
+ * Happy path: the file is absent at the first start; it is written to
+ * DIR/cluster.tmp, fsynced, renamed over DIR/cluster and the directory is
+ * fsynced, so a crash leaves either no file or the whole file. Later starts
+ * read and check it.
+ *
+ * Failure modes: a write or sync error leaves no DIR/cluster (the next start
+ * tries again); an unparsable file is RAFT_ECORRUPT; a stale DIR/cluster.tmp
+ * from a crash is overwritten.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "node/node.h"
+
+#define CLUSTER_FILE  "cluster"
+#define CLUSTER_TMP   "cluster.tmp"
+#define CLUSTER_MAGIC "libraft-cluster 1"
+
+void node_errf(char *errmsg, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errmsg == NULL || errlen == 0) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(errmsg, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static int cmp_member(const void *a, const void *b)
+{
+	const struct raft_member *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static void sort_members(struct raft_member *m, size_t n)
+{
+	qsort(m, n, sizeof(*m), cmp_member);
+}
+
+uint64_t node_cluster_id(const struct raft_member *members, size_t n)
+{
+	struct raft_member sorted[RAFT_MAX_PEERS];
+	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 */
+	char line[96];
+
+	if (n > RAFT_MAX_PEERS) {
+		n = RAFT_MAX_PEERS;
+	}
+	memcpy(sorted, members, n * sizeof(*members));
+	sort_members(sorted, n);
+	for (size_t i = 0; i < n; i++) {
+		int len = snprintf(line, sizeof(line), "%" PRIu64 " %s\n",
+				   sorted[i].id, sorted[i].addr);
+		for (int j = 0; j < len && j < (int)sizeof(line); j++) {
+			h ^= (unsigned char)line[j];
+			h *= 0x100000001b3ull;
+		}
+	}
+	return h == 0 ? 1 : h;
+}
+
+/* "1=a:1,2=b:2" for messages. */
+static void format_members(const struct raft_member *m, size_t n, char *buf,
+			   size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && off < len; i++) {
+		int w = snprintf(buf + off, len - off, "%s%" PRIu64 "=%s",
+				 i ? "," : "", m[i].id, m[i].addr);
+		if (w < 0) {
+			break;
+		}
+		off += (size_t)w;
+	}
+}
+
+/* Members from the configuration: 1..RAFT_MAX_PEERS, ids non-zero and
+ * unique, addresses non-empty and NUL-terminated. */
+static int check_members(const struct raft_member *m, size_t n, char *errmsg,
+			 size_t errlen)
+{
+	if (n == 0 || n > RAFT_MAX_PEERS) {
+		node_errf(errmsg, errlen,
+			  "a cluster has 1 to %d members; the configuration "
+			  "lists %zu",
+			  RAFT_MAX_PEERS, n);
+		return RAFT_EINVAL;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (m[i].id == 0) {
+			node_errf(errmsg, errlen, "member id 0 is reserved");
+			return RAFT_EINVAL;
+		}
+		if (memchr(m[i].addr, '\0', sizeof(m[i].addr)) == NULL ||
+		    m[i].addr[0] == '\0' || strchr(m[i].addr, ' ') ||
+		    strchr(m[i].addr, '\n')) {
+			node_errf(errmsg, errlen,
+				  "member %" PRIu64 " has no valid address",
+				  m[i].id);
+			return RAFT_EINVAL;
+		}
+		for (size_t j = 0; j < i; j++) {
+			if (m[j].id == m[i].id) {
+				node_errf(errmsg, errlen,
+					  "member %" PRIu64 " is listed twice",
+					  m[i].id);
+				return RAFT_EINVAL;
+			}
+		}
+	}
+	return RAFT_OK;
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+	int rc = 0;
+
+	if (fd < 0) {
+		return -1;
+	}
+	if (fsync(fd) != 0) {
+		rc = -1;
+	}
+	close(fd);
+	return rc;
+}
+
+static int store_cluster(const char *dir, const struct node_cluster *c,
+			 char *errmsg, size_t errlen)
+{
+	char tmp[4096], path[4096];
+	FILE *f;
+	int rc = RAFT_EIO;
+
+	snprintf(tmp, sizeof(tmp), "%s/%s", dir, CLUSTER_TMP);
+	snprintf(path, sizeof(path), "%s/%s", dir, CLUSTER_FILE);
+	f = fopen(tmp, "w");
+	if (f == NULL) {
+		node_errf(errmsg, errlen, "cannot create %s: %s", tmp,
+			  strerror(errno));
+		return errno == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+	}
+	fprintf(f, "%s\ncluster_id=%" PRIu64 "\n", CLUSTER_MAGIC,
+		c->cluster_id);
+	for (size_t i = 0; i < c->n_members; i++) {
+		fprintf(f, "member=%" PRIu64 " %s\n", c->members[i].id,
+			c->members[i].addr);
+	}
+	if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
+		node_errf(errmsg, errlen, "cannot write %s: %s", tmp,
+			  strerror(errno));
+		rc = errno == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+		goto err_file;
+	}
+	if (fclose(f) != 0) {
+		f = NULL;
+		node_errf(errmsg, errlen, "cannot write %s: %s", tmp,
+			  strerror(errno));
+		goto err_tmp;
+	}
+	f = NULL;
+	if (rename(tmp, path) != 0 || fsync_dir(dir) != 0) {
+		node_errf(errmsg, errlen, "cannot install %s: %s", path,
+			  strerror(errno));
+		goto err_tmp;
+	}
+	return RAFT_OK;
+
+err_file:
+	fclose(f);
+err_tmp:
+	unlink(tmp);
+	return rc;
+}
+
+/* Parse DIR/cluster. Returns RAFT_OK, RAFT_ENOTFOUND (no file), RAFT_EIO or
+ * RAFT_ECORRUPT. */
+static int read_cluster(const char *path, struct node_cluster *c, char *errmsg,
+			size_t errlen)
+{
+	char line[256];
+	unsigned lineno = 0;
+	bool have_id = false;
+	FILE *f = fopen(path, "r");
+	int rc = RAFT_OK;
+
+	memset(c, 0, sizeof(*c));
+	if (f == NULL) {
+		if (errno == ENOENT) {
+			return RAFT_ENOTFOUND;
+		}
+		node_errf(errmsg, errlen, "cannot open %s: %s", path,
+			  strerror(errno));
+		return RAFT_EIO;
+	}
+	while (fgets(line, sizeof(line), f) != NULL) {
+		uint64_t id;
+		char addr[RAFT_ADDR_MAX + 1];
+		char *nl = strchr(line, '\n');
+
+		lineno++;
+		if (nl == NULL) {
+			goto bad;
+		}
+		*nl = '\0';
+		if (lineno == 1) {
+			if (strcmp(line, CLUSTER_MAGIC) != 0) {
+				goto bad;
+			}
+		} else if (sscanf(line, "cluster_id=%" SCNu64, &id) == 1) {
+			c->cluster_id = id;
+			have_id = true;
+		} else if (sscanf(line, "member=%" SCNu64 " %64s", &id, addr) ==
+			       2 &&
+			   strlen(addr) < RAFT_ADDR_MAX &&
+			   c->n_members < RAFT_MAX_PEERS) {
+			c->members[c->n_members].id = id;
+			strcpy(c->members[c->n_members].addr, addr);
+			c->n_members++;
+		} else {
+			goto bad;
+		}
+	}
+	if (ferror(f)) {
+		node_errf(errmsg, errlen, "cannot read %s: %s", path,
+			  strerror(errno));
+		rc = RAFT_EIO;
+	} else if (!have_id || c->cluster_id == 0 ||
+		   check_members(c->members, c->n_members, NULL, 0) != 0) {
+		lineno = 0;
+		goto bad;
+	}
+	fclose(f);
+	return rc;
+
+bad:
+	fclose(f);
+	node_errf(errmsg, errlen,
+		  "%s is damaged (line %u); restore it from another copy of "
+		  "this node's data directory or start with an empty one",
+		  path, lineno);
+	return RAFT_ECORRUPT;
+}
+
+static bool same_members(const struct raft_member *a, size_t na,
+			 const struct raft_member *b, size_t nb)
+{
+	struct raft_member x[RAFT_MAX_PEERS], y[RAFT_MAX_PEERS];
+
+	if (na != nb) {
+		return false;
+	}
+	memcpy(x, a, na * sizeof(*a));
+	memcpy(y, b, nb * sizeof(*b));
+	sort_members(x, na);
+	sort_members(y, nb);
+	for (size_t i = 0; i < na; i++) {
+		if (x[i].id != y[i].id || strcmp(x[i].addr, y[i].addr) != 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
+int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
+		      struct node_cluster *c, char *errmsg, size_t errlen)
+{
+	char path[4096], have[1024], want[1024];
+	int rc;
+
+	if (cfg->n_members > 0) {
+		rc =
+		    check_members(cfg->members, cfg->n_members, errmsg, errlen);
+		if (rc != RAFT_OK) {
+			return rc;
+		}
+	}
+	snprintf(path, sizeof(path), "%s/%s", dir, CLUSTER_FILE);
+	rc = read_cluster(path, c, errmsg, errlen);
+	if (rc == RAFT_ENOTFOUND) {
+		/* First start: bootstrap from the configuration. */
+		if (cfg->n_members == 0) {
+			node_errf(errmsg, errlen,
+				  "%s holds no cluster configuration; the "
+				  "first start needs the member list",
+				  dir);
+			return RAFT_EINVAL;
+		}
+		c->n_members = cfg->n_members;
+		memcpy(c->members, cfg->members,
+		       cfg->n_members * sizeof(*cfg->members));
+		c->cluster_id =
+		    cfg->cluster_id != 0
+			? cfg->cluster_id
+			: node_cluster_id(cfg->members, cfg->n_members);
+		return store_cluster(dir, c, errmsg, errlen);
+	}
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	if (cfg->n_members > 0 && !same_members(c->members, c->n_members,
+						cfg->members, cfg->n_members)) {
+		format_members(c->members, c->n_members, have, sizeof(have));
+		format_members(cfg->members, cfg->n_members, want,
+			       sizeof(want));
+		node_errf(errmsg, errlen,
+			  "%s was initialised with members %s but the "
+			  "configuration lists %s; membership changes are not "
+			  "supported: start with the stored members, or with "
+			  "an empty data directory to form a new cluster",
+			  dir, have, want);
+		return RAFT_EMISMATCH;
+	}
+	if (cfg->cluster_id != 0 && cfg->cluster_id != c->cluster_id) {
+		node_errf(errmsg, errlen,
+			  "%s belongs to cluster %" PRIu64
+			  " but the configuration names cluster %" PRIu64
+			  "; point this node at its own data directory",
+			  dir, c->cluster_id, cfg->cluster_id);
+		return RAFT_EMISMATCH;
+	}
+	return RAFT_OK;
+}

@@ -1,0 +1,207 @@
+/* kvd: one member of a Raft-replicated key-value store.
+ *
+ * Start: read flags and the config file, open the store (which starts the
+ * Raft node and its peer transport), listen for clients, run the loop.
+ *
+ * Stop, on SIGTERM or SIGINT (or when the node fails on storage):
+ *
+ *     running --signal--> draining: new client requests are refused
+ *         (RAFT_EUNAVAIL), the store closes and fails what it still holds
+ *         (RAFT_ESHUTDOWN: outcome unknown to those clients)
+ *     --store closed--> flushing: answers already queued go out (at most a
+ *         second), client connections close
+ *     --listener closed--> signal handlers close, the loop ends, exit.
+ *
+ * A second signal while stopping exits at once.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "libraft/kv.h"
+#include "listener.h"
+#include "log.h"
+
+#define FAILURE_POLL_MS 500
+
+struct kvd {
+	uv_loop_t loop;
+	struct kvd_config cfg;
+	struct kv_store *store;
+	struct kvd_listener *listener;
+	uv_signal_t sigterm;
+	uv_signal_t sigint;
+	uv_timer_t watch; /* notices a node that failed on storage */
+	bool stopping;
+	int exit_code;
+};
+
+static void handles_closed_cb(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void listener_closed_cb(void *arg)
+{
+	struct kvd *d = arg;
+
+	d->listener = NULL;
+	uv_close((uv_handle_t *)&d->sigterm, handles_closed_cb);
+	uv_close((uv_handle_t *)&d->sigint, handles_closed_cb);
+	uv_close((uv_handle_t *)&d->watch, handles_closed_cb);
+	kvd_log(RAFT_LOG_INFO, "stopped", "id=%llu",
+		(unsigned long long)d->cfg.id);
+}
+
+static void store_closed_cb(void *arg)
+{
+	struct kvd *d = arg;
+
+	d->store = NULL;
+	kvd_listener_close(d->listener, listener_closed_cb, d);
+}
+
+static void stop(struct kvd *d, int exit_code, const char *why)
+{
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	d->exit_code = exit_code;
+	kvd_log(exit_code == 0 ? RAFT_LOG_INFO : RAFT_LOG_ERROR,
+		"shutting down", "reason=\"%s\"", why);
+	uv_timer_stop(&d->watch);
+	kvd_listener_drain(d->listener);
+	kv_store_close(d->store, store_closed_cb, d);
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+	struct kvd *d = h->data;
+
+	if (d->stopping) {
+		kvd_log(RAFT_LOG_WARN,
+			"second signal while stopping; exiting now",
+			"signal=%s", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+		_exit(1);
+	}
+	stop(d, 0, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* The node stops itself after a storage failure (fail-stop); the process
+ * follows, so that a supervisor sees it and an operator reads why.
+ * TODO(kvd): the store has no failure callback yet, hence the polling. */
+static void watch_cb(uv_timer_t *t)
+{
+	struct kvd *d = t->data;
+	struct raft_node_status st;
+
+	memset(&st, 0, sizeof(st));
+	if (kv_store_status(d->store, &st) == RAFT_OK && st.failed)
+		stop(d, 1, "the node failed on storage; see the lines above");
+}
+
+static void fill_store_config(const struct kvd_config *c, struct kv_config *kc)
+{
+	kv_config_init(kc);
+	kc->node.id = c->id;
+	kc->node.data_dir = c->data_dir;
+	kc->node.peer_addr = c->peer_addr;
+	kc->node.client_addr = c->client_addr;
+	kc->node.members = c->members;
+	kc->node.n_members = c->n_members;
+	if (c->tick_ms != 0)
+		kc->node.tick_ms = c->tick_ms;
+	if (c->election_ticks != 0)
+		kc->node.election_ticks = c->election_ticks;
+	if (c->heartbeat_ticks != 0)
+		kc->node.heartbeat_ticks = c->heartbeat_ticks;
+	kc->node.no_sync = c->no_sync;
+	kc->node.log = kvd_log_hook;
+	kc->node.log_data = NULL;
+}
+
+/* Open the store and the listener. Returns an exit code, 0 to run. */
+static int start(struct kvd *d)
+{
+	struct kvd_listener_options lo;
+	struct kv_config kc;
+	char err[512], q[600];
+	int rv;
+
+	fill_store_config(&d->cfg, &kc);
+	if (d->cfg.no_sync)
+		kvd_log(RAFT_LOG_WARN, "fdatasync disabled",
+			"detail=\"acknowledged writes can be lost on power "
+			"loss\"");
+	rv = kv_store_open(&d->loop, &kc, &d->store, err, sizeof(err));
+	if (rv != RAFT_OK) {
+		kvd_log(RAFT_LOG_ERROR, "cannot open the store",
+			"data_dir=%s code=%d error=%s", d->cfg.data_dir, rv,
+			kvd_log_quote(q, sizeof(q), err));
+		return rv == RAFT_EINVAL || rv == RAFT_EMISMATCH ? 2 : 1;
+	}
+	memset(&lo, 0, sizeof(lo));
+	lo.addr = d->cfg.client_addr;
+	lo.max_clients = d->cfg.max_clients;
+	lo.max_queue = d->cfg.max_client_queue;
+	lo.max_inflight = 1024;
+	rv = kvd_listener_start(&d->loop, d->store, &lo, &d->listener, err,
+				sizeof(err));
+	if (rv != RAFT_OK) {
+		kvd_log(RAFT_LOG_ERROR, "cannot serve clients", "error=%s",
+			kvd_log_quote(q, sizeof(q), err));
+		kv_store_close(d->store, NULL, NULL);
+		uv_run(&d->loop, UV_RUN_DEFAULT);
+		return rv == RAFT_EINVAL ? 2 : 1;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct kvd d; /* large (paths); kept off the stack */
+	int code;
+
+	switch (kvd_config_parse(argc, argv, &d.cfg)) {
+	case KVD_CONFIG_DONE:
+		return 0;
+	case KVD_CONFIG_USAGE:
+		return 2;
+	case KVD_CONFIG_RUN:
+		break;
+	}
+	kvd_log_set_level(d.cfg.log_level);
+	/* A client that disconnects must not kill us mid-write. */
+	signal(SIGPIPE, SIG_IGN);
+
+	if (uv_loop_init(&d.loop) != 0) {
+		kvd_log(RAFT_LOG_ERROR, "cannot create the event loop", NULL);
+		return 1;
+	}
+	code = start(&d);
+	if (code != 0) {
+		uv_loop_close(&d.loop);
+		return code;
+	}
+	uv_signal_init(&d.loop, &d.sigterm);
+	uv_signal_init(&d.loop, &d.sigint);
+	uv_timer_init(&d.loop, &d.watch);
+	d.sigterm.data = d.sigint.data = d.watch.data = &d;
+	uv_signal_start(&d.sigterm, signal_cb, SIGTERM);
+	uv_signal_start(&d.sigint, signal_cb, SIGINT);
+	uv_timer_start(&d.watch, watch_cb, FAILURE_POLL_MS, FAILURE_POLL_MS);
+	kvd_log(RAFT_LOG_INFO, "started",
+		"id=%llu client_addr=%s peer_addr=%s data_dir=%s members=%zu "
+		"version=%s",
+		(unsigned long long)d.cfg.id, d.cfg.client_addr,
+		d.cfg.peer_addr, d.cfg.data_dir, d.cfg.n_members, KVD_VERSION);
+
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&d.loop) != 0)
+		kvd_log(RAFT_LOG_WARN, "event loop closed with handles open",
+			NULL);
+	return d.exit_code;
+}

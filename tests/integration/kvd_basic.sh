@@ -1,0 +1,94 @@
+#!/bin/bash
+# kvd and kvctl on a 3-node loopback cluster: reads and writes through any
+# node, binary and large values, limits, exit codes, the config file, flag
+# errors and a clean shutdown.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
+
+it_init basic 23000 3
+
+# Flags that cannot work are refused with exit 2 before anything starts.
+check_rc "kvd without --id exits 2" 2 "$KVD" --data-dir "$IT_TMP/x"
+check_rc "kvd with an unknown flag exits 2" 2 "$KVD" --frobnicate
+check_rc "kvd with an id outside --peers exits 2" 2 "$KVD" --id 9 \
+	--data-dir "$IT_TMP/x" --client-addr 127.0.0.1:1 --peers "$IT_PEERS"
+check_rc "kvd --help exits 0" 0 "$KVD" --help
+check_rc "kvctl with an unknown command exits 2" 2 "$KVCTL" frob
+check_rc "kvctl get without a key exits 2" 2 "$KVCTL" get
+
+# Node 1 reads its settings from a config file; the others from flags.
+cat >"$IT_TMP/node1.ini" <<EOF
+; kvd configuration
+id = 1
+data-dir = $IT_TMP/node1
+client_addr = $(client_addr 1)
+peers = $IT_PEERS
+[kvd]
+tick-ms = 50
+log-level = info
+EOF
+start_proc 1 "$KVD" --config "$IT_TMP/node1.ini"
+start_node 2
+start_node 3
+leader=$(wait_leader 10)
+check "a leader is elected" [ -n "$leader" ]
+check_rc "the node started from a config file answers status" 0 \
+	kvctl_at 1 --timeout 2s status
+
+# Writes through one node are read through every other.
+check_rc "put through node 2" 0 kvctl_at 2 put greeting hello
+for k in 1 2 3; do
+	check_out "linearizable get through node $k" hello \
+		kvctl_at "$k" get greeting
+done
+check_out "serializable get through node 3 (after a linearizable one)" \
+	hello kvctl_at 3 --serializable get greeting
+
+# Delete, and what a missing key looks like.
+check_rc "del through node 3" 0 kvctl_at 3 del greeting
+check_rc "get of a deleted key exits 1" 1 kvctl get greeting
+check_rc "del of a missing key exits 1" 1 kvctl del greeting
+
+# Binary-safe values, from stdin.
+printf 'a\0b\0\377\n\0' >"$IT_TMP/bin"
+check_rc "put a value with NUL bytes from stdin" 0 \
+	kvctl put bin - <"$IT_TMP/bin"
+kvctl_at 3 get bin >"$IT_TMP/bin.out"
+check "the value comes back byte for byte" cmp -s "$IT_TMP/bin" \
+	"$IT_TMP/bin.out"
+check_out "--json gives the value in base64" \
+	"YQBiAP8KAA==" sh -c "'$KVCTL' --endpoints $IT_EPS --json get bin |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)[\"value_base64\"])'"
+
+# The largest value the store takes, and one byte more.
+head -c 1048576 /dev/urandom >"$IT_TMP/big"
+check_rc "put a 1 MiB value" 0 kvctl put big - <"$IT_TMP/big"
+kvctl_at 2 get big >"$IT_TMP/big.out"
+check "the 1 MiB value comes back intact" cmp -s "$IT_TMP/big" \
+	"$IT_TMP/big.out"
+head -c 1048577 /dev/urandom >"$IT_TMP/big1"
+check_rc "a value over 1 MiB is rejected (exit 5)" 5 \
+	kvctl put big1 - <"$IT_TMP/big1"
+check_out "and the error says why" \
+	"kvctl: put: value of 1048577 bytes exceeds the limit of 1048576" \
+	sh -c "'$KVCTL' --endpoints $IT_EPS put big1 - <'$IT_TMP/big1' 2>&1"
+check_rc "a key over 511 bytes is rejected (exit 5)" 5 \
+	kvctl put "$(head -c 512 /dev/zero | tr '\0' k)" v
+check_rc "the cluster still serves after the refusals" 0 kvctl put after ok
+
+# Status: every node, one leader.
+check_out "status --json lists three nodes and one leader" "3 1" \
+	sh -c "'$KVCTL' --endpoints $IT_EPS --json status | python3 -c '
+import json, sys
+n = json.load(sys.stdin)
+print(len([x for x in n if x[\"ok\"]]), len([x for x in n if x.get(\"role\") == \"leader\"]))'"
+
+# SIGTERM: every node exits 0 and says so.
+for k in 1 2 3; do
+	stop_node "$k" TERM
+	check "node $k exits 0 on SIGTERM" [ "$STOP_RC" = 0 ]
+	check "node $k logged its shutdown" grep -q 'msg="stopped"' "$(log_of "$k")"
+done
+
+it_finish

@@ -1,0 +1,1256 @@
+/* Tests of the node runtime and the key-value store built on it: real
+ * nodes on one libuv loop in this process, talking TCP over loopback
+ * (ports 22000-22999), with their data in temporary directories. Every wait
+ * runs the loop until a condition holds or a deadline passes. */
+#include <check.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "libraft/kv.h"
+#include "libraft/node.h"
+
+#define N_NODES	    3
+#define DEADLINE_MS 10000
+
+/* Running the loop */
+
+struct deadline {
+	uv_timer_t timer;
+	bool expired;
+};
+
+static void deadline_cb(uv_timer_t *t)
+{
+	struct deadline *d = t->data;
+
+	d->expired = true;
+}
+
+/* Run loop until pred(arg) holds; false if timeout_ms passed first. */
+static bool run_until(uv_loop_t *loop, bool (*pred)(void *), void *arg,
+		      unsigned timeout_ms)
+{
+	struct deadline d = {.expired = false};
+	bool ok;
+
+	uv_timer_init(loop, &d.timer);
+	d.timer.data = &d;
+	uv_timer_start(&d.timer, deadline_cb, timeout_ms, 0);
+	while (!(ok = pred(arg)) && !d.expired) {
+		uv_run(loop, UV_RUN_ONCE);
+	}
+	uv_close((uv_handle_t *)&d.timer, NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+	return ok;
+}
+
+static bool flag_set(void *arg)
+{
+	return *(bool *)arg;
+}
+
+/* Log lines, kept for the assertions on what the node reports. */
+struct log_sink {
+	char text[65536];
+	size_t len;
+};
+
+static void log_hook(void *data, enum raft_log_level level, const char *msg)
+{
+	struct log_sink *s = data;
+	int w;
+
+	if (s->len >= sizeof(s->text) - 1) {
+		return;
+	}
+	w = snprintf(s->text + s->len, sizeof(s->text) - s->len, "%d %s\n",
+		     (int)level, msg);
+	if (w > 0) {
+		s->len += (size_t)w;
+		if (s->len >= sizeof(s->text)) {
+			s->len = sizeof(s->text) - 1;
+		}
+	}
+}
+
+/* A cluster of key-value stores */
+
+struct cluster {
+	uv_loop_t loop;
+	int base_port;
+	size_t n;
+	char dirs[N_NODES][64];
+	char client_addrs[N_NODES][64];
+	struct raft_member members[N_NODES];
+	struct kv_store *stores[N_NODES];
+	struct log_sink logs[N_NODES];
+	unsigned read_timeout_ms; /* 0: the default */
+};
+
+static void make_members(struct cluster *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		c->members[i].id = i + 1;
+		snprintf(c->members[i].addr, sizeof(c->members[i].addr),
+			 "127.0.0.1:%d", c->base_port + (int)i);
+		snprintf(c->client_addrs[i], sizeof(c->client_addrs[i]),
+			 "127.0.0.1:%d", c->base_port + 100 + (int)i);
+	}
+}
+
+static void store_config(struct cluster *c, size_t i, struct kv_config *cfg)
+{
+	kv_config_init(cfg);
+	cfg->node.id = i + 1;
+	cfg->node.data_dir = c->dirs[i];
+	cfg->node.client_addr = c->client_addrs[i];
+	cfg->node.members = c->members;
+	cfg->node.n_members = c->n;
+	cfg->node.log = log_hook;
+	cfg->node.log_data = &c->logs[i];
+	cfg->node.read_timeout_ms = c->read_timeout_ms;
+	cfg->map_size = 1 << 20;
+}
+
+static int open_store(struct cluster *c, size_t i)
+{
+	struct kv_config cfg;
+	char errmsg[512];
+	int rc;
+
+	store_config(c, i, &cfg);
+	rc = kv_store_open(&c->loop, &cfg, &c->stores[i], errmsg,
+			   sizeof(errmsg));
+	ck_assert_msg(rc == RAFT_OK, "open node %zu: %s: %s", i + 1,
+		      raft_strerror(rc), errmsg);
+	return rc;
+}
+
+static void cluster_init(struct cluster *c, size_t n, int base_port)
+{
+	memset(c, 0, sizeof(*c));
+	ck_assert_int_eq(uv_loop_init(&c->loop), 0);
+	c->n = n;
+	c->base_port = base_port;
+	make_members(c);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(c->dirs[i], sizeof(c->dirs[i]),
+			 "/tmp/libraft-node-XXXXXX");
+		ck_assert_ptr_nonnull(mkdtemp(c->dirs[i]));
+	}
+}
+
+static void cluster_start(struct cluster *c, size_t n, int base_port)
+{
+	cluster_init(c, n, base_port);
+	for (size_t i = 0; i < n; i++) {
+		open_store(c, i);
+	}
+}
+
+struct close_wait {
+	bool done;
+};
+
+static void closed_cb(void *arg)
+{
+	struct close_wait *w = arg;
+
+	w->done = true;
+}
+
+static void close_store(struct cluster *c, size_t i)
+{
+	struct close_wait w = {false};
+
+	kv_store_close(c->stores[i], closed_cb, &w);
+	ck_assert(run_until(&c->loop, flag_set, &w.done, DEADLINE_MS));
+	c->stores[i] = NULL;
+}
+
+static void remove_dir(const char *dir)
+{
+	char cmd[256];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Close every store, check that the loop holds no handle, remove data. */
+static void cluster_stop(struct cluster *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		if (c->stores[i] != NULL) {
+			close_store(c, i);
+		}
+	}
+	uv_run(&c->loop, UV_RUN_NOWAIT);
+	ck_assert_int_eq(uv_loop_close(&c->loop), 0);
+	for (size_t i = 0; i < c->n; i++) {
+		remove_dir(c->dirs[i]);
+	}
+}
+
+static struct raft_node_status status_of(struct cluster *c, size_t i)
+{
+	struct raft_node_status st;
+
+	ck_assert_int_eq(kv_store_status(c->stores[i], &st), RAFT_OK);
+	return st;
+}
+
+/* The index of the one node that leads and that every open node follows,
+ * or -1. */
+static int agreed_leader(struct cluster *c)
+{
+	int leader = -1;
+	raft_id id = 0;
+
+	for (size_t i = 0; i < c->n; i++) {
+		struct raft_node_status st;
+
+		if (c->stores[i] == NULL) {
+			continue;
+		}
+		st = status_of(c, i);
+		if (st.leader == 0 || (id != 0 && st.leader != id)) {
+			return -1;
+		}
+		id = st.leader;
+		if (st.role == RAFT_LEADER) {
+			leader = (int)i;
+		}
+	}
+	return leader;
+}
+
+static bool has_agreed_leader(void *arg)
+{
+	return agreed_leader(arg) >= 0;
+}
+
+static int wait_leader(struct cluster *c)
+{
+	ck_assert_msg(run_until(&c->loop, has_agreed_leader, c, DEADLINE_MS),
+		      "no leader within %d ms", DEADLINE_MS);
+	return agreed_leader(c);
+}
+
+/* Requests, waited for */
+
+struct write_wait {
+	bool done;
+	int status;
+	uint64_t index;
+};
+
+static void write_cb(void *arg, int status, uint64_t index)
+{
+	struct write_wait *w = arg;
+
+	w->done = true;
+	w->status = status;
+	w->index = index;
+}
+
+static struct write_wait put_sync(struct cluster *c, size_t i, const char *key,
+				  const char *val)
+{
+	struct write_wait w = {false, 0, 0};
+	int rc = kv_store_put(c->stores[i], key, strlen(key), val, strlen(val),
+			      write_cb, &w);
+
+	ck_assert_msg(rc == RAFT_OK, "put: %s", raft_strerror(rc));
+	ck_assert(run_until(&c->loop, flag_set, &w.done, DEADLINE_MS));
+	return w;
+}
+
+static struct write_wait del_sync(struct cluster *c, size_t i, const char *key)
+{
+	struct write_wait w = {false, 0, 0};
+	int rc = kv_store_del(c->stores[i], key, strlen(key), write_cb, &w);
+
+	ck_assert_msg(rc == RAFT_OK, "del: %s", raft_strerror(rc));
+	ck_assert(run_until(&c->loop, flag_set, &w.done, DEADLINE_MS));
+	return w;
+}
+
+struct read_wait {
+	bool done;
+	int status;
+	char val[256];
+	struct kv_meta meta;
+};
+
+static void read_cb(void *arg, int status, const void *val, size_t vlen,
+		    const struct kv_meta *meta)
+{
+	struct read_wait *r = arg;
+
+	r->done = true;
+	r->status = status;
+	if (status == RAFT_OK) {
+		ck_assert_uint_lt(vlen, sizeof(r->val));
+		memcpy(r->val, val, vlen);
+		r->val[vlen] = '\0';
+		r->meta = *meta;
+	} else {
+		ck_assert_ptr_null(val);
+		ck_assert_ptr_null(meta);
+	}
+}
+
+static struct read_wait get_sync(struct cluster *c, size_t i, const char *key,
+				 bool serializable)
+{
+	struct read_wait r;
+	int rc;
+
+	memset(&r, 0, sizeof(r));
+	rc = kv_store_get(c->stores[i], key, strlen(key), serializable, read_cb,
+			  &r);
+	ck_assert_msg(rc == RAFT_OK, "get: %s", raft_strerror(rc));
+	ck_assert_msg(!r.done, "read answered inside the call");
+	ck_assert(run_until(&c->loop, flag_set, &r.done, DEADLINE_MS));
+	return r;
+}
+
+struct applied_wait {
+	struct cluster *c;
+	size_t i;
+	uint64_t index;
+};
+
+static bool has_applied(void *arg)
+{
+	struct applied_wait *a = arg;
+
+	return status_of(a->c, a->i).applied >= a->index;
+}
+
+static void wait_applied(struct cluster *c, size_t i, uint64_t index)
+{
+	struct applied_wait a = {c, i, index};
+
+	ck_assert_msg(run_until(&c->loop, has_applied, &a, DEADLINE_MS),
+		      "node %zu did not apply %" PRIu64, i + 1, index);
+}
+
+/* Tests */
+
+/* Three stores in one process elect one leader, and a put acknowledged by
+ * it is read back linearizably from every node, followers included. */
+START_TEST(test_put_on_leader_is_read_linearizably_on_every_node)
+{
+	struct cluster c;
+	struct write_wait w;
+	int l;
+
+	cluster_start(&c, 3, 22000);
+	l = wait_leader(&c);
+	w = put_sync(&c, (size_t)l, "colour", "blue");
+	ck_assert_int_eq(w.status, RAFT_OK);
+	ck_assert_uint_gt(w.index, 0);
+	for (size_t i = 0; i < c.n; i++) {
+		struct read_wait r = get_sync(&c, i, "colour", false);
+
+		ck_assert_msg(r.status == RAFT_OK, "node %zu: %s", i + 1,
+			      raft_strerror(r.status));
+		ck_assert_str_eq(r.val, "blue");
+		ck_assert_uint_eq(r.meta.create_index, w.index);
+		ck_assert_uint_eq(r.meta.mod_index, w.index);
+		ck_assert_uint_eq(r.meta.version, 1);
+	}
+	cluster_stop(&c);
+}
+END_TEST
+
+/* Once a node has applied a write, a serializable get on it returns the
+ * value without asking the leader. */
+START_TEST(test_serializable_get_sees_applied_write)
+{
+	struct cluster c;
+	struct write_wait w;
+	int l;
+
+	cluster_start(&c, 3, 22010);
+	l = wait_leader(&c);
+	w = put_sync(&c, (size_t)l, "k", "v1");
+	ck_assert_int_eq(w.status, RAFT_OK);
+	w = put_sync(&c, (size_t)l, "k", "v2");
+	ck_assert_int_eq(w.status, RAFT_OK);
+	for (size_t i = 0; i < c.n; i++) {
+		struct read_wait r;
+
+		wait_applied(&c, i, w.index);
+		r = get_sync(&c, i, "k", true);
+		ck_assert_int_eq(r.status, RAFT_OK);
+		ck_assert_str_eq(r.val, "v2");
+		ck_assert_uint_eq(r.meta.version, 2);
+		ck_assert_uint_eq(r.meta.mod_index, w.index);
+	}
+	cluster_stop(&c);
+}
+END_TEST
+
+struct leader_addr_wait {
+	struct cluster *c;
+	size_t follower;
+	const char *want;
+};
+
+static bool follower_knows_leader_addr(void *arg)
+{
+	struct leader_addr_wait *a = arg;
+	struct raft_node_status st = status_of(a->c, a->follower);
+
+	return strcmp(st.leader_client_addr, a->want) == 0;
+}
+
+/* A put on a follower is refused at once with RAFT_ENOTLEADER, and the
+ * follower's status names the leader and its client address. */
+START_TEST(test_put_on_follower_names_the_leader)
+{
+	struct cluster c;
+	struct leader_addr_wait a;
+	struct raft_node_status st;
+	struct write_wait w = {false, 0, 0};
+	size_t f;
+	int l, rc;
+
+	cluster_start(&c, 3, 22020);
+	l = wait_leader(&c);
+	f = ((size_t)l + 1) % c.n;
+	rc = kv_store_put(c.stores[f], "a", 1, "b", 1, write_cb, &w);
+	ck_assert_int_eq(rc, RAFT_ENOTLEADER);
+	a.c = &c;
+	a.follower = f;
+	a.want = c.client_addrs[l];
+	ck_assert(
+	    run_until(&c.loop, follower_knows_leader_addr, &a, DEADLINE_MS));
+	st = status_of(&c, f);
+	ck_assert_uint_eq(st.leader, (uint64_t)l + 1);
+	ck_assert_int_eq(st.role, RAFT_FOLLOWER);
+	ck_assert_str_eq(st.leader_client_addr, c.client_addrs[l]);
+	ck_assert(!w.done);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A delete removes the key; deleting it again reports RAFT_ENOTFOUND, and
+ * so does a get. */
+START_TEST(test_delete_removes_key_and_reports_absent_key)
+{
+	struct cluster c;
+	struct write_wait w;
+	struct read_wait r;
+	int l;
+
+	cluster_start(&c, 3, 22030);
+	l = wait_leader(&c);
+	ck_assert_int_eq(put_sync(&c, (size_t)l, "gone", "soon").status,
+			 RAFT_OK);
+	w = del_sync(&c, (size_t)l, "gone");
+	ck_assert_int_eq(w.status, RAFT_OK);
+	w = del_sync(&c, (size_t)l, "gone");
+	ck_assert_int_eq(w.status, RAFT_ENOTFOUND);
+	r = get_sync(&c, ((size_t)l + 1) % c.n, "gone", false);
+	ck_assert_int_eq(r.status, RAFT_ENOTFOUND);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A node closed and reopened on its data directory still holds what it
+ * had applied, and rejoins the cluster. */
+START_TEST(test_reopened_node_keeps_its_data)
+{
+	struct cluster c;
+	struct write_wait w;
+	struct read_wait r;
+	size_t f;
+	int l;
+
+	cluster_start(&c, 3, 22040);
+	l = wait_leader(&c);
+	w = put_sync(&c, (size_t)l, "durable", "yes");
+	ck_assert_int_eq(w.status, RAFT_OK);
+	f = ((size_t)l + 1) % c.n;
+	wait_applied(&c, f, w.index);
+	close_store(&c, f);
+
+	/* Written while the node was down: it must catch up. */
+	w = put_sync(&c, (size_t)l, "later", "too");
+	ck_assert_int_eq(w.status, RAFT_OK);
+
+	open_store(&c, f);
+	r = get_sync(&c, f, "durable", true);
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_str_eq(r.val, "yes");
+	wait_applied(&c, f, w.index);
+	r = get_sync(&c, f, "later", false);
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_str_eq(r.val, "too");
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A whole cluster restarted from its data directories keeps its data and
+ * elects a leader again. */
+START_TEST(test_restarted_cluster_keeps_its_data)
+{
+	struct cluster c;
+	struct read_wait r;
+	int l;
+
+	cluster_start(&c, 3, 22050);
+	l = wait_leader(&c);
+	ck_assert_int_eq(put_sync(&c, (size_t)l, "x", "1").status, RAFT_OK);
+	for (size_t i = 0; i < c.n; i++) {
+		close_store(&c, i);
+	}
+	for (size_t i = 0; i < c.n; i++) {
+		open_store(&c, i);
+	}
+	l = wait_leader(&c);
+	r = get_sync(&c, (size_t)l, "x", false);
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_str_eq(r.val, "1");
+	ck_assert_int_eq(put_sync(&c, (size_t)l, "x", "2").status, RAFT_OK);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A restart with a member list other than the stored one is refused with
+ * RAFT_EMISMATCH and a message naming both lists; so is another cluster
+ * id. The stored configuration still works afterwards. */
+START_TEST(test_restart_with_conflicting_members_is_refused)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	struct raft_member other[3];
+	char errmsg[512];
+	int rc;
+
+	cluster_start(&c, 3, 22060);
+	close_store(&c, 0);
+
+	memcpy(other, c.members, sizeof(other));
+	snprintf(other[2].addr, sizeof(other[2].addr), "127.0.0.1:22069");
+	store_config(&c, 0, &cfg);
+	cfg.node.members = other;
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_EMISMATCH);
+	ck_assert_ptr_null(s);
+	ck_assert_ptr_nonnull(strstr(errmsg, "127.0.0.1:22062"));
+	ck_assert_ptr_nonnull(strstr(errmsg, "127.0.0.1:22069"));
+
+	store_config(&c, 0, &cfg);
+	cfg.node.n_members = 2;
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_EMISMATCH);
+
+	store_config(&c, 0, &cfg);
+	cfg.node.cluster_id = 12345;
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_EMISMATCH);
+	ck_assert_ptr_nonnull(strstr(errmsg, "12345"));
+
+	/* Without members the stored list is used. */
+	store_config(&c, 0, &cfg);
+	cfg.node.members = NULL;
+	cfg.node.n_members = 0;
+	rc = kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg));
+	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* Bad configurations are refused with RAFT_EINVAL and a message, and leave
+ * nothing running. */
+START_TEST(test_bad_config_is_refused)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	struct raft_member dup[2];
+	char errmsg[512];
+
+	cluster_init(&c, 3, 22070);
+
+	store_config(&c, 0, &cfg);
+	cfg.node.id = 7;
+	ck_assert_int_eq(
+	    kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg)),
+	    RAFT_EINVAL);
+	ck_assert_ptr_nonnull(strstr(errmsg, "not one of"));
+
+	store_config(&c, 1, &cfg);
+	cfg.node.members = NULL;
+	cfg.node.n_members = 0;
+	ck_assert_int_eq(
+	    kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg)),
+	    RAFT_EINVAL);
+	ck_assert_ptr_nonnull(strstr(errmsg, "member list"));
+
+	memcpy(dup, c.members, sizeof(dup));
+	dup[1].id = dup[0].id;
+	store_config(&c, 2, &cfg);
+	cfg.node.id = 1;
+	cfg.node.members = dup;
+	cfg.node.n_members = 2;
+	ck_assert_int_eq(
+	    kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg)),
+	    RAFT_EINVAL);
+	ck_assert_ptr_nonnull(strstr(errmsg, "twice"));
+
+	store_config(&c, 2, &cfg);
+	cfg.node.heartbeat_ticks = cfg.node.election_ticks;
+	ck_assert_int_eq(
+	    kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg)),
+	    RAFT_EINVAL);
+	ck_assert_ptr_null(s);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A second store on a data directory in use is refused with RAFT_EBUSY
+ * and touches nothing; a store whose peer address is taken is refused
+ * with RAFT_EIO and leaves nothing open on the loop. */
+START_TEST(test_busy_data_dir_and_peer_addr_are_refused)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	char errmsg[512], other[64];
+	int rc;
+
+	cluster_init(&c, 3, 22140);
+	open_store(&c, 0);
+
+	store_config(&c, 0, &cfg);
+	cfg.node.peer_addr = "127.0.0.1:22149";
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_EBUSY);
+	ck_assert_ptr_nonnull(strstr(errmsg, "in use by another node"));
+	ck_assert_ptr_null(s);
+
+	snprintf(other, sizeof(other), "/tmp/libraft-node-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(other));
+	store_config(&c, 1, &cfg);
+	cfg.node.data_dir = other;
+	cfg.node.peer_addr = c.members[0].addr;
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_EIO);
+	ck_assert_ptr_null(s);
+	remove_dir(other);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* Keys and values over their limits, empty keys and missing callbacks are
+ * refused at once and nothing is proposed. */
+START_TEST(test_oversized_and_empty_requests_are_refused)
+{
+	struct cluster c;
+	struct write_wait w = {false, 0, 0};
+	static char big[KV_MAX_VALUE + 1];
+	char key[KV_MAX_KEY + 1];
+	struct kv_store *s;
+	int l;
+
+	cluster_start(&c, 1, 22080);
+	l = wait_leader(&c);
+	s = c.stores[l];
+	memset(key, 'k', sizeof(key));
+	ck_assert_int_eq(
+	    kv_store_put(s, key, sizeof(key), "v", 1, write_cb, &w),
+	    RAFT_ETOOBIG);
+	ck_assert_int_eq(
+	    kv_store_put(s, "k", 1, big, sizeof(big), write_cb, &w),
+	    RAFT_ETOOBIG);
+	ck_assert_int_eq(kv_store_put(s, "", 0, "v", 1, write_cb, &w),
+			 RAFT_EINVAL);
+	ck_assert_int_eq(kv_store_put(s, "k", 1, "v", 1, NULL, NULL),
+			 RAFT_EINVAL);
+	ck_assert_int_eq(kv_store_del(s, key, sizeof(key), write_cb, &w),
+			 RAFT_ETOOBIG);
+	ck_assert_int_eq(kv_store_get(s, "", 0, false, read_cb, NULL),
+			 RAFT_EINVAL);
+	/* The largest value is accepted. */
+	ck_assert_int_eq(
+	    kv_store_put(s, "k", 1, big, KV_MAX_VALUE, write_cb, &w), RAFT_OK);
+	ck_assert(run_until(&c.loop, flag_set, &w.done, DEADLINE_MS));
+	ck_assert_int_eq(w.status, RAFT_OK);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* Closing a store fails its writes still in flight with RAFT_ESHUTDOWN,
+ * and later calls with RAFT_ESHUTDOWN at once. */
+START_TEST(test_close_fails_pending_writes)
+{
+	struct cluster c;
+	struct write_wait w = {false, 0, 0};
+	struct close_wait cw = {false};
+	int l;
+
+	cluster_start(&c, 1, 22090);
+	l = wait_leader(&c);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[l], "k", 1, "v", 1, write_cb, &w), RAFT_OK);
+	kv_store_close(c.stores[l], closed_cb, &cw);
+	ck_assert(w.done);
+	ck_assert_int_eq(w.status, RAFT_ESHUTDOWN);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[l], "k", 1, "v", 1, write_cb, &w),
+	    RAFT_ESHUTDOWN);
+	ck_assert(run_until(&c.loop, flag_set, &cw.done, DEADLINE_MS));
+	c.stores[l] = NULL;
+	cluster_stop(&c);
+}
+END_TEST
+
+static bool not_leader(void *arg)
+{
+	struct applied_wait *a = arg;
+
+	return status_of(a->c, a->i).role != RAFT_LEADER;
+}
+
+/* A leader that loses its quorum steps down (CheckQuorum), and its write
+ * that could not commit fails with RAFT_ELEADERLOST. */
+START_TEST(test_write_fails_with_leaderlost_when_quorum_is_lost)
+{
+	struct cluster c;
+	struct write_wait w = {false, 0, 0};
+	struct applied_wait a;
+	int l;
+
+	cluster_start(&c, 3, 22100);
+	l = wait_leader(&c);
+	for (size_t i = 0; i < c.n; i++) {
+		if ((int)i != l) {
+			close_store(&c, i);
+		}
+	}
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[l], "k", 1, "v", 1, write_cb, &w), RAFT_OK);
+	a.c = &c;
+	a.i = (size_t)l;
+	a.index = 0;
+	ck_assert(run_until(&c.loop, not_leader, &a, DEADLINE_MS));
+	ck_assert(run_until(&c.loop, flag_set, &w.done, DEADLINE_MS));
+	ck_assert_int_eq(w.status, RAFT_ELEADERLOST);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[l], "k", 1, "v", 1, write_cb, &w),
+	    RAFT_ENOTLEADER);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* Role and term changes reach the log hook as key=value lines at info. */
+START_TEST(test_role_changes_are_logged)
+{
+	struct cluster c;
+	int l;
+
+	cluster_start(&c, 3, 22110);
+	l = wait_leader(&c);
+	ck_assert_ptr_nonnull(
+	    strstr(c.logs[l].text, "1 msg=\"state changed\" id="));
+	ck_assert_ptr_nonnull(strstr(c.logs[l].text, "role=leader"));
+	cluster_stop(&c);
+}
+END_TEST
+
+struct burst {
+	struct write_wait w[300];
+	size_t n_done;
+	uint64_t last_index;
+	bool in_order;
+};
+
+struct burst_item {
+	struct burst *b;
+	size_t i;
+};
+
+static void burst_cb(void *arg, int status, uint64_t index)
+{
+	struct burst_item *it = arg;
+	struct burst *b = it->b;
+
+	write_cb(&b->w[it->i], status, index);
+	if (it->i != b->n_done || index <= b->last_index) {
+		b->in_order = false;
+	}
+	b->last_index = index;
+	b->n_done++;
+}
+
+static bool burst_done(void *arg)
+{
+	struct burst *b = arg;
+
+	return b->n_done == sizeof(b->w) / sizeof(b->w[0]);
+}
+
+/* Writes issued together are batched, acknowledged in the order they were
+ * issued at increasing indexes, and all of them reach the followers. */
+START_TEST(test_burst_of_writes_is_acknowledged_in_order)
+{
+	static struct burst b;
+	static struct burst_item items[300];
+	struct cluster c;
+	struct read_wait r;
+	char key[32];
+	size_t n = sizeof(b.w) / sizeof(b.w[0]);
+	int l;
+
+	cluster_start(&c, 3, 22120);
+	l = wait_leader(&c);
+	memset(&b, 0, sizeof(b));
+	b.in_order = true;
+	for (size_t i = 0; i < n; i++) {
+		items[i].b = &b;
+		items[i].i = i;
+		snprintf(key, sizeof(key), "key-%zu", i);
+		ck_assert_int_eq(kv_store_put(c.stores[l], key, strlen(key),
+					      key, strlen(key), burst_cb,
+					      &items[i]),
+				 RAFT_OK);
+	}
+	ck_assert(run_until(&c.loop, burst_done, &b, DEADLINE_MS));
+	ck_assert(b.in_order);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_int_eq(b.w[i].status, RAFT_OK);
+	}
+	r = get_sync(&c, ((size_t)l + 1) % c.n, "key-299", false);
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_str_eq(r.val, "key-299");
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A node cut off from the rest still serves serializable reads of what it
+ * applied, while a linearizable read fails instead of hanging. */
+START_TEST(test_isolated_node_serves_only_serializable_reads)
+{
+	struct cluster c;
+	struct write_wait w;
+	struct read_wait r;
+	size_t f;
+	int l, rc;
+
+	cluster_init(&c, 3, 22130);
+	c.read_timeout_ms = 1000;
+	for (size_t i = 0; i < c.n; i++) {
+		open_store(&c, i);
+	}
+	l = wait_leader(&c);
+	w = put_sync(&c, (size_t)l, "k", "v");
+	ck_assert_int_eq(w.status, RAFT_OK);
+	f = ((size_t)l + 1) % c.n;
+	wait_applied(&c, f, w.index);
+	for (size_t i = 0; i < c.n; i++) {
+		if (i != f) {
+			close_store(&c, i);
+		}
+	}
+	r = get_sync(&c, f, "k", true);
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_str_eq(r.val, "v");
+
+	memset(&r, 0, sizeof(r));
+	rc = kv_store_get(c.stores[f], "k", 1, false, read_cb, &r);
+	if (rc == RAFT_OK) {
+		ck_assert(run_until(&c.loop, flag_set, &r.done, DEADLINE_MS));
+		rc = r.status;
+	}
+	ck_assert_msg(rc == RAFT_ETIMEDOUT || rc == RAFT_ELEADERLOST ||
+			  rc == RAFT_ENOTLEADER,
+		      "linearizable read without a leader: %s",
+		      raft_strerror(rc));
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A store whose map cannot hold a write stops: the write fails with
+ * RAFT_ENOSPC, the status says failed, later writes fail with
+ * RAFT_ESHUTDOWN, and the log hook gets one error line. */
+START_TEST(test_full_store_stops_the_node)
+{
+	static char big[KV_MAX_VALUE];
+	struct cluster c;
+	struct kv_config cfg;
+	struct write_wait w = {false, 0, 0};
+	struct raft_node_status st;
+	char errmsg[512];
+	int l, rc;
+
+	cluster_init(&c, 1, 22150);
+	store_config(&c, 0, &cfg);
+	cfg.map_size = 256 * 1024;
+	cfg.max_map_size = 256 * 1024;
+	rc = kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg));
+	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	l = wait_leader(&c);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[l], "k", 1, big, sizeof(big), write_cb, &w),
+	    RAFT_OK);
+	ck_assert(run_until(&c.loop, flag_set, &w.done, DEADLINE_MS));
+	ck_assert_int_eq(w.status, RAFT_ENOSPC);
+	ck_assert_int_eq(kv_store_status(c.stores[l], &st), RAFT_OK);
+	ck_assert(st.failed);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[l], "k", 1, "v", 1, write_cb, &w),
+	    RAFT_ESHUTDOWN);
+	ck_assert_int_eq(kv_store_get(c.stores[l], "k", 1, true, read_cb, NULL),
+			 RAFT_ESHUTDOWN);
+	ck_assert_ptr_nonnull(
+	    strstr(c.logs[l].text, "3 msg=\"node stopped after a failure\""));
+	cluster_stop(&c);
+}
+END_TEST
+
+/* Level 1: a node with a caller-supplied state machine */
+
+/* A state machine that records commands as strings and fails on "fail". */
+struct test_fsm {
+	struct raft_fsm fsm;
+	raft_index applied;
+	uint64_t n_commands;
+};
+
+static int test_fsm_applied(struct raft_fsm *fsm, raft_index *index)
+{
+	struct test_fsm *t = fsm->data;
+
+	*index = t->applied;
+	return RAFT_OK;
+}
+
+static int test_fsm_apply(struct raft_fsm *fsm, const struct raft_entry *e,
+			  size_t n, struct raft_fsm_result *results)
+{
+	struct test_fsm *t = fsm->data;
+
+	for (size_t i = 0; i < n; i++) {
+		char *copy;
+
+		ck_assert_uint_eq(e[i].index, t->applied + 1);
+		t->applied = e[i].index;
+		if (e[i].type != RAFT_ENTRY_COMMAND) {
+			continue;
+		}
+		if (e[i].len == 4 && memcmp(e[i].data, "fail", 4) == 0) {
+			return RAFT_EIO;
+		}
+		copy = malloc(e[i].len + 1);
+		ck_assert_ptr_nonnull(copy);
+		memcpy(copy, e[i].data, e[i].len);
+		copy[e[i].len] = '\0';
+		results[i].value = ++t->n_commands;
+		results[i].ptr = copy;
+	}
+	return RAFT_OK;
+}
+
+struct solo {
+	uv_loop_t loop;
+	char dir[64];
+	struct raft_member member;
+	struct test_fsm fsm;
+	struct raft_node *node;
+	struct log_sink log;
+};
+
+static bool solo_leads(void *arg)
+{
+	struct solo *s = arg;
+	struct raft_node_status st;
+
+	raft_node_status(s->node, &st);
+	return st.role == RAFT_LEADER;
+}
+
+static void solo_start(struct solo *s, int port, bool with_log)
+{
+	struct raft_node_config cfg;
+	char errmsg[256];
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	ck_assert_int_eq(uv_loop_init(&s->loop), 0);
+	snprintf(s->dir, sizeof(s->dir), "/tmp/libraft-node-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(s->dir));
+	s->member.id = 1;
+	snprintf(s->member.addr, sizeof(s->member.addr), "127.0.0.1:%d", port);
+	s->fsm.fsm.data = &s->fsm;
+	s->fsm.fsm.applied = test_fsm_applied;
+	s->fsm.fsm.apply = test_fsm_apply;
+	raft_node_config_init(&cfg);
+	cfg.id = 1;
+	cfg.data_dir = s->dir;
+	cfg.members = &s->member;
+	cfg.n_members = 1;
+	cfg.fsm = &s->fsm.fsm;
+	if (with_log) {
+		cfg.log = log_hook;
+		cfg.log_data = &s->log;
+	}
+	rc = raft_node_start(&s->loop, &cfg, &s->node, errmsg, sizeof(errmsg));
+	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	ck_assert(run_until(&s->loop, solo_leads, s, DEADLINE_MS));
+}
+
+static void solo_stop(struct solo *s)
+{
+	struct close_wait w = {false};
+
+	raft_node_close(s->node, closed_cb, &w);
+	ck_assert(run_until(&s->loop, flag_set, &w.done, DEADLINE_MS));
+	uv_run(&s->loop, UV_RUN_NOWAIT);
+	ck_assert_int_eq(uv_loop_close(&s->loop), 0);
+	remove_dir(s->dir);
+}
+
+struct proposal_wait {
+	bool done;
+	int status;
+	raft_index index;
+	uint64_t value;
+	char text[16];
+	int *order; /* callbacks seen so far, shared */
+	int seen_at;
+};
+
+static void propose_cb(void *arg, int status, raft_index index,
+		       struct raft_fsm_result *result)
+{
+	struct proposal_wait *p = arg;
+
+	p->done = true;
+	p->status = status;
+	p->index = index;
+	p->seen_at = (*p->order)++;
+	if (status == RAFT_OK) {
+		p->value = result->value;
+		snprintf(p->text, sizeof(p->text), "%s",
+			 (const char *)result->ptr);
+		free(result->ptr);
+	} else {
+		ck_assert_ptr_null(result);
+	}
+}
+
+static bool all_done(void *arg)
+{
+	struct proposal_wait *p = arg;
+
+	for (; p->order != NULL; p++) {
+		if (!p->done) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Proposals are applied in log order and each proposer receives its own
+ * entry's result, with the pointer the state machine allocated. */
+START_TEST(test_proposers_get_their_own_results_in_order)
+{
+	static const char *cmds[] = {"a", "bb", "ccc"};
+	struct proposal_wait p[4];
+	struct solo s;
+	int order = 0;
+
+	solo_start(&s, 22200, true);
+	memset(p, 0, sizeof(p));
+	for (int i = 0; i < 3; i++) {
+		p[i].order = &order;
+		ck_assert_int_eq(raft_node_propose(s.node, cmds[i],
+						   strlen(cmds[i]), propose_cb,
+						   &p[i]),
+				 RAFT_OK);
+		ck_assert(!p[i].done);
+	}
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(p[i].status, RAFT_OK);
+		ck_assert_int_eq(p[i].seen_at, i);
+		ck_assert_uint_eq(p[i].value, (uint64_t)i + 1);
+		ck_assert_str_eq(p[i].text, cmds[i]);
+		if (i > 0) {
+			ck_assert_uint_eq(p[i].index, p[i - 1].index + 1);
+		}
+	}
+	solo_stop(&s);
+}
+END_TEST
+
+struct node_read_wait {
+	bool done;
+	int status;
+	raft_index index;
+};
+
+static void node_read_cb(void *arg, int status, raft_index index)
+{
+	struct node_read_wait *r = arg;
+
+	r->done = true;
+	r->status = status;
+	r->index = index;
+}
+
+/* A read issued after a write is acknowledged is ready at an index that
+ * includes the write. */
+START_TEST(test_read_after_write_is_ready_at_its_index)
+{
+	struct proposal_wait p[2];
+	struct node_read_wait r = {false, 0, 0};
+	struct solo s;
+	int order = 0;
+
+	solo_start(&s, 22210, true);
+	memset(p, 0, sizeof(p));
+	p[0].order = &order;
+	ck_assert_int_eq(raft_node_propose(s.node, "w", 1, propose_cb, &p[0]),
+			 RAFT_OK);
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	ck_assert_int_eq(raft_node_read(s.node, node_read_cb, &r), RAFT_OK);
+	ck_assert(!r.done);
+	ck_assert(run_until(&s.loop, flag_set, &r.done, DEADLINE_MS));
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_uint_ge(r.index, p[0].index);
+	ck_assert_uint_ge(s.fsm.applied, r.index);
+	solo_stop(&s);
+}
+END_TEST
+
+/* A state machine that fails to apply stops the node: the pending
+ * proposals fail with RAFT_EIO, later requests with RAFT_ESHUTDOWN, the
+ * status says failed, and the log hook gets an error line saying what to
+ * do. */
+START_TEST(test_apply_failure_stops_the_node)
+{
+	struct proposal_wait p[3];
+	struct node_read_wait r = {false, 0, 0};
+	struct raft_node_status st;
+	struct solo s;
+	int order = 0;
+
+	solo_start(&s, 22220, true);
+	memset(p, 0, sizeof(p));
+	p[0].order = &order;
+	p[1].order = &order;
+	ck_assert_int_eq(
+	    raft_node_propose(s.node, "fail", 4, propose_cb, &p[0]), RAFT_OK);
+	ck_assert_int_eq(
+	    raft_node_propose(s.node, "next", 4, propose_cb, &p[1]), RAFT_OK);
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	ck_assert_int_eq(p[0].status, RAFT_EIO);
+	ck_assert_int_eq(p[1].status, RAFT_EIO);
+	ck_assert_int_eq(raft_node_status(s.node, &st), RAFT_OK);
+	ck_assert(st.failed);
+	ck_assert_int_eq(raft_node_propose(s.node, "x", 1, propose_cb, &p[2]),
+			 RAFT_ESHUTDOWN);
+	ck_assert_int_eq(raft_node_read(s.node, node_read_cb, &r),
+			 RAFT_ESHUTDOWN);
+	ck_assert_ptr_nonnull(
+	    strstr(s.log.text, "3 msg=\"node stopped after a failure\" id=1 "
+			       "cause=fsm_apply"));
+	ck_assert_ptr_nonnull(strstr(s.log.text, "restart"));
+	solo_stop(&s);
+}
+END_TEST
+
+/* Without a log hook the node prints nothing: stdout and stderr stay
+ * empty through a start, a write and a close. */
+START_TEST(test_node_without_log_hook_is_silent)
+{
+	struct proposal_wait p[2];
+	struct solo s;
+	int order = 0;
+	char path[] = "/tmp/libraft-node-out-XXXXXX";
+	int fd = mkstemp(path), saved_out, saved_err;
+	off_t size;
+
+	ck_assert_int_ge(fd, 0);
+	fflush(stdout);
+	fflush(stderr);
+	saved_out = dup(1);
+	saved_err = dup(2);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	solo_start(&s, 22230, false);
+	memset(p, 0, sizeof(p));
+	p[0].order = &order;
+	ck_assert_int_eq(raft_node_propose(s.node, "q", 1, propose_cb, &p[0]),
+			 RAFT_OK);
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	solo_stop(&s);
+	fflush(stdout);
+	fflush(stderr);
+	dup2(saved_out, 1);
+	dup2(saved_err, 2);
+	close(saved_out);
+	close(saved_err);
+	size = lseek(fd, 0, SEEK_END);
+	close(fd);
+	unlink(path);
+	ck_assert_int_eq(size, 0);
+}
+END_TEST
+
+static Suite *node_suite(void)
+{
+	Suite *s = suite_create("node");
+	TCase *tc = tcase_create("cluster");
+
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc,
+		       test_put_on_leader_is_read_linearizably_on_every_node);
+	tcase_add_test(tc, test_serializable_get_sees_applied_write);
+	tcase_add_test(tc, test_put_on_follower_names_the_leader);
+	tcase_add_test(tc, test_delete_removes_key_and_reports_absent_key);
+	tcase_add_test(tc, test_reopened_node_keeps_its_data);
+	tcase_add_test(tc, test_restarted_cluster_keeps_its_data);
+	tcase_add_test(tc, test_restart_with_conflicting_members_is_refused);
+	tcase_add_test(tc, test_bad_config_is_refused);
+	tcase_add_test(tc, test_busy_data_dir_and_peer_addr_are_refused);
+	tcase_add_test(tc, test_oversized_and_empty_requests_are_refused);
+	tcase_add_test(tc, test_close_fails_pending_writes);
+	tcase_add_test(tc,
+		       test_write_fails_with_leaderlost_when_quorum_is_lost);
+	tcase_add_test(tc, test_role_changes_are_logged);
+	tcase_add_test(tc, test_burst_of_writes_is_acknowledged_in_order);
+	tcase_add_test(tc, test_isolated_node_serves_only_serializable_reads);
+	tcase_add_test(tc, test_full_store_stops_the_node);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("fsm");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_proposers_get_their_own_results_in_order);
+	tcase_add_test(tc, test_read_after_write_is_ready_at_its_index);
+	tcase_add_test(tc, test_apply_failure_stops_the_node);
+	tcase_add_test(tc, test_node_without_log_hook_is_silent);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(node_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
