@@ -624,7 +624,7 @@ def follower_views_of_different_leaders_in_one_term_are_caught():
                          "ts=x level=info event=state_change id=3 "
                          "role=candidate term=3 leader=0"], "3", "n3.log")
     assert r.valid and set(r.claims) == {2, 3}, r.report()
-    leaders.scan_log(r, ["ts=x level=info event=state_change id=2 "
+    leaders.scan_log(r, ['ts=x level=info msg="state changed" id=2 '
                          "role=leader term=2 leader=2"], "2", "n2.log")
     assert not r.valid and 2 in r.violations, r.report()
 

@@ -2,8 +2,9 @@
 
 Evidence comes from two places: node logs and status samples taken by
 the harness (a line per answer: node, term, role). In the logs, a node's
-own role changes (event=state_change id=N role=leader term=T, or a line
-with msg="became leader" and term=T) claim leadership, and a follower's
+own role changes (msg="state changed" id=N role=leader term=T leader=L,
+also spelled event=state_change, or a line with msg="became leader" and
+term=T) claim leadership, and a follower's
 view (role=follower term=T leader=L) says L led term T. Every (term,
 leader) claim is collected; two different nodes claimed for one term is a
 violation.
@@ -12,7 +13,7 @@ violation.
 import re
 
 _LEADER_RE = re.compile(r'msg="?became leader"?')
-_CHANGE_RE = re.compile(r'\bevent=state_change\b')
+_CHANGE_RE = re.compile(r'\bevent=state_change\b|msg="state changed"')
 _ROLE_RE = re.compile(r'\brole=(\w+)')
 _TERM_RE = re.compile(r'\bterm=(\d+)')
 _ID_RE = re.compile(r'\b(?:id|node)=(\d+)')
