@@ -38,6 +38,7 @@ class Node:
         self.data_dir = os.path.join(out, "data", "n%d" % i)
         self.log_path = os.path.join(out, "n%d.log" % i)
         self.proc = None
+        self.expected_exit = False
         self.paused = False
         self.faketime_file = None
 
@@ -59,6 +60,7 @@ class Cluster:
                                        self.nodes.values()])
         self._lock = threading.Lock()
         self.proxies = []
+        self.unexpected = []  # (node, exit code): exits nobody caused
         self.delay_file = None
         self.delays = {}
 
@@ -71,12 +73,13 @@ class Cluster:
         return list(self.nodes)
 
     def start(self, i, faketime=None):
-        """Start node i. faketime: a libfaketime spec ("+0", "+10s x2");
+        """Start node i (noting first whether it had exited on its own). faketime: a libfaketime spec ("+0", "+10s x2");
         the node reads its fake offset from a file that set_faketime()
         rewrites while it runs."""
         n = self.nodes[i]
         if n.proc is not None and n.proc.poll() is None:
             return
+        self.reap()
         os.makedirs(n.data_dir, exist_ok=True)
         env = dict(os.environ)
         if faketime is not None:
@@ -100,6 +103,7 @@ class Cluster:
             n.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
                                       stdout=logf, stderr=logf, env=env)
         n.paused = False
+        n.expected_exit = False
 
     def start_proxies(self):
         """Route all peer traffic through a delaying proxy in each node's
@@ -169,6 +173,16 @@ class Cluster:
         for i in self.nodes:
             self.start(i, **kw)
 
+    def reap(self):
+        """Note nodes that exited on their own (not by kill/stop)."""
+        for i, n in self.nodes.items():
+            if n.proc is not None and not n.expected_exit and \
+                    n.proc.poll() is not None and \
+                    (i, n.proc.returncode) not in self.unexpected:
+                self.unexpected.append((i, n.proc.returncode))
+                self.log("n%d exited on its own with code %d" %
+                         (i, n.proc.returncode))
+
     def alive(self, i):
         p = self.nodes[i].proc
         return p is not None and p.poll() is None
@@ -182,6 +196,8 @@ class Cluster:
 
     def kill(self, i):
         n = self.nodes[i]
+        self.reap()
+        n.expected_exit = True
         if self.signal(i, signal.SIGKILL):
             if n.paused:
                 os.kill(n.proc.pid, signal.SIGCONT)
@@ -199,6 +215,8 @@ class Cluster:
     def stop(self, i, grace=3.0):
         """SIGTERM, then SIGKILL after grace seconds."""
         n = self.nodes[i]
+        self.reap()
+        n.expected_exit = True
         if not self.alive(i):
             return
         if n.paused:

@@ -164,6 +164,12 @@ def run_one(name, args, kvd, outroot):
             bad = {i: c for i, c in codes.items() if c not in (0, -9, -15)}
             if bad:
                 T.check("clean shutdown", False, "exit codes %s" % bad)
+            gone = ", ".join("n%d (exit %d)" % u
+                             for u in T.cluster.unexpected)
+            if T.cluster.unexpected and spec.may_exit:
+                T.check("nodes stopped on their own, as allowed", True, gone)
+            elif T.cluster.unexpected:
+                T.check("no node exited on its own", False, gone)
         if T.nem:
             T.nem.unmount_all()
             T.nem.close()

@@ -9,7 +9,7 @@ from . import client as kvclient
 class Spec:
     def __init__(self, fn, claim, nodes=3, workload="registers", time=20,
                  clients=5, think=0.005, faketime=False, prepare=None,
-                 proxy=False):
+                 proxy=False, may_exit=False):
         self.fn = fn
         self.claim = claim
         self.nodes = nodes
@@ -20,6 +20,7 @@ class Spec:
         self.faketime = faketime
         self.prepare = prepare
         self.proxy = proxy
+        self.may_exit = may_exit  # nodes may stop on their own (fail-stop)
 
 
 def _leader(T, **kw):
@@ -296,7 +297,7 @@ TESTS = {
     "delay": Spec(delays, delays.__doc__, time=30, proxy=True),
     "disk-full": Spec(disk_full, disk_full.__doc__, workload="set",
                       clients=4, think=0.002, time=25,
-                      prepare=_disk_prepare),
+                      prepare=_disk_prepare, may_exit=True),
 }
 
 NAMED = ["leader-follower-cut", "leader-pause", "kill-leader-after-ack",
