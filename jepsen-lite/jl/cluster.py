@@ -38,6 +38,7 @@ class Node:
         self.data_dir = os.path.join(out, "data", "n%d" % i)
         self.log_path = os.path.join(out, "n%d.log" % i)
         self.proc = None
+        self.fiu = False
         self.expected_exit = False
         self.paused = False
         self.faketime_file = None
@@ -61,6 +62,7 @@ class Cluster:
         self._lock = threading.Lock()
         self.proxies = []
         self.unexpected = []  # (node, exit code): exits nobody caused
+        self._reaped = set()
         self.delay_file = None
         self.delays = {}
 
@@ -72,7 +74,7 @@ class Cluster:
     def ids(self):
         return list(self.nodes)
 
-    def start(self, i, faketime=None):
+    def start(self, i, faketime=None, fiu=False):
         """Start node i (noting first whether it had exited on its own). faketime: a libfaketime spec ("+0", "+10s x2");
         the node reads its fake offset from a file that set_faketime()
         rewrites while it runs."""
@@ -90,7 +92,11 @@ class Cluster:
                        FAKETIME_TIMESTAMP_FILE=n.faketime_file,
                        FAKETIME_CACHE_DURATION="1",
                        FAKETIME_DONT_RESET="1")
-        args = ["ip", "netns", "exec", n.ns, self.kvd, "--id", str(i),
+        wrap = (["fiu-run", "-x", "-f", os.path.join(self.out, "fiu-ctrl")]
+                if fiu else [])
+        n.fiu = fiu
+        args = ["ip", "netns", "exec", n.ns] + wrap + [self.kvd, "--id",
+                                                       str(i),
                 "--data-dir", n.data_dir, "--peer-addr", n.peer_addr,
                 "--client-addr", n.client_addr, "--peers", self.peers,
                 "--tick-ms", str(self.tick_ms), "--election-ticks",
@@ -160,6 +166,15 @@ class Cluster:
             p.wait()
         self.proxies = []
 
+    def fiu(self, i, command):
+        """Send a libfiu remote-control command to node i (started with
+        fiu=True), e.g. "enable name=posix/io/sync/fdatasync"."""
+        n = self.nodes[i]
+        if not n.fiu or not self.alive(i):
+            raise RuntimeError("n%d is not running under fiu-run" % i)
+        netns.sh(["fiu-ctrl", "-f", os.path.join(self.out, "fiu-ctrl"),
+                  "-c", command, str(n.proc.pid)])
+
     def set_faketime(self, i, spec):
         n = self.nodes[i]
         if n.faketime_file is None:
@@ -168,6 +183,15 @@ class Cluster:
         with open(tmp, "w") as f:
             f.write(spec + "\n")
         os.rename(tmp, n.faketime_file)
+
+    def wait_exit(self, i, deadline_s):
+        """True once node i's process has exited, False at the deadline."""
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if not self.alive(i):
+                return True
+            time.sleep(0.05)
+        return False
 
     def start_all(self, **kw):
         for i in self.nodes:
@@ -178,7 +202,8 @@ class Cluster:
         for i, n in self.nodes.items():
             if n.proc is not None and not n.expected_exit and \
                     n.proc.poll() is not None and \
-                    (i, n.proc.returncode) not in self.unexpected:
+                    n.proc.pid not in self._reaped:
+                self._reaped.add(n.proc.pid)
                 self.unexpected.append((i, n.proc.returncode))
                 self.log("n%d exited on its own with code %d" %
                          (i, n.proc.returncode))

@@ -125,6 +125,11 @@ class Nemesis:
             os.unlink(path)
         self.note("stop", "disk-full", "n%d" % i)
 
+    def fsync_fail(self, i):
+        """Make every fdatasync and fsync of node i fail (libfiu)."""
+        self.cluster.fiu(i, "enable name=posix/io/sync/*")
+        self.note("start", "fsync-error", "n%d" % i)
+
     def unmount_all(self):
         for d in self.mounts:
             subprocess.run(["umount", "-l", d], capture_output=True)
@@ -143,7 +148,8 @@ class Nemesis:
             if n.faketime_file:
                 self.clock(i, "+0")
             if not self.cluster.alive(i):
-                self.restart(i, faketime="+0" if n.faketime_file else None)
+                self.restart(i, faketime="+0" if n.faketime_file else None,
+                             fiu=n.fiu)
         self.note("stop", "all", "healed")
 
     # ---- choices ----

@@ -107,7 +107,8 @@ def run_one(name, args, kvd, outroot):
             spec.prepare(T)
         if spec.proxy:
             cl.start_proxies()
-        cl.start_all(faketime="+0" if spec.faketime else None)
+        cl.start_all(faketime="+0" if spec.faketime else None,
+                     fiu=spec.fiu)
         lid, term = cl.wait_leader(15)
         if lid is None:
             T.check("leader at start", False, "no leader within 15 s")

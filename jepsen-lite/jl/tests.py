@@ -9,7 +9,7 @@ from . import client as kvclient
 class Spec:
     def __init__(self, fn, claim, nodes=3, workload="registers", time=20,
                  clients=5, think=0.005, faketime=False, prepare=None,
-                 proxy=False, may_exit=False):
+                 proxy=False, may_exit=False, fiu=False):
         self.fn = fn
         self.claim = claim
         self.nodes = nodes
@@ -20,6 +20,7 @@ class Spec:
         self.faketime = faketime
         self.prepare = prepare
         self.proxy = proxy
+        self.fiu = fiu  # nodes run under fiu-run -x (libfiu)
         self.may_exit = may_exit  # nodes may stop on their own (fail-stop)
 
 
@@ -259,6 +260,33 @@ def delays(T):
         T.sleep(1)
 
 
+def fsync_error(T):
+    """Every node runs under libfiu; fdatasync starts failing on the
+    leader, later on a follower: each must stop (fail-stop) rather than
+    carry on, the others keep serving, and no acknowledged add is lost
+    once the nodes are restarted."""
+    T.sleep(3)
+    for role in ("leader", "follower"):
+        if T.left() < 6:
+            break
+        lid, term = _leader(T)
+        victim = lid if role == "leader" else \
+            T.rng.choice([i for i in T.cluster.ids() if i != lid])
+        T.nem.fsync_fail(victim)
+        stopped = T.cluster.wait_exit(victim, 5)
+        T.check("%s n%d stops on fsync errors" % (role, victim), stopped,
+                "exit code %s" % T.cluster.nodes[victim].proc.returncode)
+        T.cluster.reap()
+        others = [i for i in T.cluster.ids() if i != victim]
+        new, nterm = T.cluster.wait_leader(10, among=others)
+        T.check("a leader serves without n%d" % victim, new is not None,
+                "n%s term %s" % (new, nterm))
+        T.sleep(2)
+        T.nem.restart(victim, fiu=True)
+        T.sleep(min(4, T.left() - 2))
+    T.sleep(T.left())
+
+
 def _disk_prepare(T):
     T.nem.small_disk(3, 160)
 
@@ -295,6 +323,8 @@ TESTS = {
     "clock": Spec(clock_faults, clock_faults.__doc__, faketime=True,
                   time=30),
     "delay": Spec(delays, delays.__doc__, time=30, proxy=True),
+    "fsync-error": Spec(fsync_error, fsync_error.__doc__, workload="set",
+                        time=25, fiu=True, may_exit=True),
     "disk-full": Spec(disk_full, disk_full.__doc__, workload="set",
                       clients=4, think=0.002, time=25,
                       prepare=_disk_prepare, may_exit=True),
