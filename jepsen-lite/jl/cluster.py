@@ -75,9 +75,12 @@ class Cluster:
         return list(self.nodes)
 
     def start(self, i, faketime=None, fiu=False):
-        """Start node i (noting first whether it had exited on its own). faketime: a libfaketime spec ("+0", "+10s x2");
-        the node reads its fake offset from a file that set_faketime()
-        rewrites while it runs."""
+        """Start node i, noting first whether it had exited on its own.
+
+        faketime: a libfaketime spec ("+0", "+10 x2"); the node reads its
+        fake offset from a file that set_faketime() rewrites while it
+        runs. fiu: run under fiu-run -x, so that fiu() can make its POSIX
+        calls fail."""
         n = self.nodes[i]
         if n.proc is not None and n.proc.poll() is None:
             return

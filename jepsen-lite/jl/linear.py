@@ -35,14 +35,18 @@ the latest invoke among the cluster's operations, the cluster has a forward
 zone [f, s] when f < s and a backward zone [s, f] otherwise. The history is
 linearizable iff no two forward zones overlap and no backward zone lies
 inside a forward zone. The initial value is a cluster whose write precedes
-everything. The WGL search below then only runs to find the shortest
-failing prefix for the report (or when zones are inapplicable), so a high
-number of concurrent clients cannot make the verdict slow. Otherwise, when the search fails, the checker
-looks for the shortest prefix of the history that is already not
+everything. This gives the verdict, so many concurrent clients cannot
+make it slow.
+
+The WGL search runs only when the zone test finds a violation: it must
+confirm it (a disagreement is reported as a checker bug, verdict unknown),
+and it finds the shortest prefix of the history that is already not
 linearizable (prefixes of a linearizable history are linearizable, so a
-binary search over completion times finds it) and reports the operation
-whose completion ends that prefix together with the operations concurrent
-with it and the last writes that completed before it.
+binary search over completion times finds it). The report names the
+operation whose completion ends that prefix, the operations concurrent
+with it, the last writes that completed before it and the write of the
+value it read. When the search exceeds its budget of configurations, the
+report shows the two clusters whose zones conflict instead.
 """
 
 import bisect

@@ -21,7 +21,6 @@ Steps of a run (each step's failure still ends in the teardown):
 import os
 import random
 import signal
-import sys
 import time
 
 from . import cluster as kvcluster

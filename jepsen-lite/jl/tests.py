@@ -186,7 +186,8 @@ def random_faults(T):
             T.nem.partition(T.nem.random_halves(), kind)
         elif kind == "majority-minority":
             T.rng.shuffle(ids)
-            T.nem.partition([ids[:2], ids[2:]], kind)
+            k = T.rng.randint(1, len(ids) // 2)
+            T.nem.partition([ids[:k], ids[k:]], kind)
         elif kind == "isolate-leader" and lid:
             T.nem.partition([[lid], fol], kind)
         elif kind == "cut-from-leader" and lid:
