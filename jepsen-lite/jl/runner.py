@@ -20,6 +20,7 @@ Steps of a run (each step's failure still ends in the teardown):
 
 import os
 import random
+import shutil
 import signal
 import time
 
@@ -179,6 +180,10 @@ def run_one(name, args, kvd, outroot):
         for s, h in old.items():
             signal.signal(s, h)
     result = check_run(T, spec, out, recovery, log)
+    if result == 0 and not args.keep_data:
+        # Log segments are preallocated (64 MiB each): keep the data of
+        # failed or unknown runs only.
+        shutil.rmtree(os.path.join(out, "data"), ignore_errors=True)
     log("result: %s (report: %s)" % (
         {0: "PASS", 1: "FAIL", 2: "UNKNOWN"}[result],
         os.path.join(out, "report.txt")))
