@@ -124,6 +124,7 @@ def run_one(name, args, kvd, outroot):
                   think=spec.think,
                   serializable=args.serializable_reads)
         T.wl = wl
+        T.start = time.monotonic()  # --time counts from the workload
         wl.start()
         spec.fn(T)
         log("healing")

@@ -84,8 +84,11 @@ def leader_pause(T):
         val = "pause-%d" % rounds
         _recorded(T, "pause", "write", "r0", val, new)
         T.nem.resume(lid)
+        seen = []
         for k in T.wl.keys:
-            _recorded(T, "pause", "read", k, None, lid)
+            r = _recorded(T, "pause", "read", k, None, lid)
+            seen.append("%s %s by %s" % (k, r.type, r.addr))
+        T.log("read through resumed n%d: %s" % (lid, "; ".join(seen)))
         T.sleep(1.0)
     T.check("pause rounds", rounds > 0, "%d rounds" % rounds)
 
