@@ -82,6 +82,12 @@ def run_one(name, args, kvd, outroot):
         logf.flush()
 
     T = Context(name, out, seed, time_s, log)
+    missing = missing_tools(spec)
+    if missing:
+        log("cannot run %s: %s" % (name, missing))
+        T.check("run", None, missing)
+        logf.close()
+        return 2
     log("test %s: %s (nodes %d, %s workload, %d s, seed %d) -> %s" %
         (name, spec.claim, spec.nodes, spec.workload, time_s, seed, out))
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT,
@@ -190,6 +196,20 @@ def run_one(name, args, kvd, outroot):
         os.path.join(out, "report.txt")))
     logf.close()
     return result
+
+
+def missing_tools(spec):
+    """What the test needs and this machine lacks, or ""."""
+    need = ["ip", "nft", "tc", "ss"]
+    if spec.fiu:
+        need += ["fiu-run", "fiu-ctrl"]
+    lack = [t for t in need if shutil.which(t) is None]
+    if spec.faketime and not os.path.exists(kvcluster.FAKETIME_LIB):
+        lack.append(kvcluster.FAKETIME_LIB)
+    if not lack:
+        return ""
+    return ("missing %s (Debian packages iproute2, nftables, faketime, "
+            "fiu-utils)" % ", ".join(lack))
 
 
 def wait_recovered(cl, deadline_s):
