@@ -331,11 +331,14 @@ class Client:
             self._drop(addr)
             for k in ids.values():
                 out[k] = Result("info", addr=addr, err=str(e))
-            return out
+            ids = {}
         if ids:
             self._drop(addr)
             for k in ids.values():
                 out[k] = Result("info", addr=addr, err="no answer")
+        for k in keys:
+            if k not in out:
+                out[k] = Result("fail", addr=addr, err="not sent")
         return out
 
     def get(self, addr, key, serializable=False, timeout=None, follow=True):
