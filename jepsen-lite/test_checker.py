@@ -13,7 +13,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from jl import history, leaders, linear, setcheck  # noqa: E402
+from jl import client, history, leaders, linear, setcheck  # noqa: E402
 
 TESTS = []
 
@@ -627,6 +627,52 @@ def follower_views_of_different_leaders_in_one_term_are_caught():
     leaders.scan_log(r, ['ts=x level=info msg="state changed" id=2 '
                          "role=leader term=2 leader=2"], "2", "n2.log")
     assert not r.valid and 2 in r.violations, r.report()
+
+
+# ---- recorder and client codec ----
+
+@test
+def recorder_writes_parseable_time_ordered_lines():
+    """Recorded events parse back, in time order, with attributes whose
+    spaces became underscores."""
+    import tempfile
+    ticks = iter(range(100, 200))
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as f:
+        rec = history.Recorder(f.name, lambda: next(ticks))
+        rec.event(1, "invoke", "write", "k", "v1", node=2)
+        rec.event(1, "info", "write", "k", "v1", err="timed out\nafter 1 s")
+        rec.close()
+        rec.event(1, "invoke", "read", "k", "-")  # after close: dropped
+        evs = history.parse(open(f.name))
+    assert [e.time for e in evs] == [100, 101]
+    assert evs[1].attrs["err"] == "timed_out_after_1_s"
+
+
+@test
+def client_requests_encode_as_kv_proto():
+    """A put request carries id 1, and key/value inside field 3."""
+    b = client.encode_request(7, "put", key=b"k", value=b"vv")
+    d = client._decode(b)
+    assert d[1] == [7]
+    inner = client._decode(d[3][0])
+    assert inner[1] == [b"k"] and inner[2] == [b"vv"]
+    g = client._decode(client._decode(
+        client.encode_request(8, "get", key=b"x", serializable=True))[2][0])
+    assert g[1] == [b"x"] and g[2] == [1]
+
+
+@test
+def client_decodes_negative_codes_and_status():
+    """Negative int32 codes (10-byte varints) and nested status decode."""
+    st = (client._field_varint(1, 2) + client._field_bytes(2, b"leader") +
+          client._field_varint(3, 5) + client._field_varint(4, 2))
+    buf = (client._field_varint(1, 9) + client._field_varint(2, -3) +
+           client._field_bytes(5, b"10.99.1.12:7102") +
+           client._field_bytes(11, st))
+    r = client.Response(buf)
+    assert r.id == 9 and r.code == -3
+    assert r.leader_addr == "10.99.1.12:7102"
+    assert r.status["role"] == "leader" and r.status["term"] == 5
 
 
 def main():
