@@ -9,7 +9,7 @@ Steps of a run (each step's failure still ends in the teardown):
               schedule run together for about --time seconds
     heal      every fault undone (Nemesis.heal_all); recovery time is the
               time until a leader answers and every node has applied the
-              leader's commit index
+              commit index that leader first reported
     final     workload stopped; final reads through every node
     teardown  kvd stopped (SIGTERM, then SIGKILL), tmpfs unmounted,
               namespaces deleted; also on Ctrl-C and SIGTERM
@@ -213,17 +213,21 @@ def missing_tools(spec):
 
 
 def wait_recovered(cl, deadline_s):
-    """Time at which a leader answered and every node applied its commit
-    index, or None."""
+    """Time at which a leader answered and every node had applied the
+    commit index that leader reported first (the writes still running
+    keep moving the commit index; catching up to its value at healing
+    time is what recovery means here), or None at the deadline."""
     end = time.monotonic() + deadline_s
+    target = None
     while time.monotonic() < end:
         st = cl.statuses(0.5)
         leads = [s for s in st.values() if s and s["role"] == "leader"]
-        if leads and all(st.values()):
-            top = max(leads, key=lambda s: s["term"])
-            if all(s["applied"] >= top["commit"] for s in st.values()):
-                return time.monotonic()
-        time.sleep(0.1)
+        if leads and target is None:
+            target = max(leads, key=lambda s: s["term"])["commit"]
+        if target is not None and all(st.values()) and \
+                all(s["applied"] >= target for s in st.values()):
+            return time.monotonic()
+        time.sleep(0.05)
     return None
 
 

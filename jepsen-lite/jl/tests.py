@@ -160,6 +160,28 @@ def isolate_heal(T):
                          (st["term"], st["leader"])))
 
 
+def cut_from_leader(T):
+    """A follower loses its link to the leader only (it still reaches the
+    other follower): PreVote keeps it from disturbing the cluster, so the
+    leader and term stay; after healing it catches up."""
+    T.sleep(2)
+    lid, term = _leader(T)
+    f = next(i for i in T.cluster.ids() if i != lid)
+    T.nem.cut(lid, f)
+    T.nem.cut(f, lid)
+    t0 = T.cluster.clock()
+    T.sleep(max(5, T.left() - 6))
+    T.nem.heal_net()
+    T.sleep(max(3, 3 * T.cluster.election_timeout))
+    moved = [(t, n, tm, role) for (t, n, tm, role, ld) in T.sampler.samples
+             if t >= t0 and (tm != term or (role == "leader" and n != lid))]
+    T.check("no leader or term change", not moved,
+            "leader n%d term %d%s" % (
+                lid, term, "" if not moved else
+                "; first change: node %d term %d %s" % moved[0][1:]))
+    T.sleep(T.left())
+
+
 def slow_follower(T):
     """A follower loses 30% of the packets from its peers under full write
     load; afterwards it catches up and every node holds the same set."""
@@ -323,6 +345,8 @@ TESTS = {
     "isolate-heal": Spec(isolate_heal, isolate_heal.__doc__, time=40),
     "slow-follower": Spec(slow_follower, slow_follower.__doc__,
                           workload="set", clients=8, think=0, time=20),
+    "cut-from-leader": Spec(cut_from_leader, cut_from_leader.__doc__,
+                            time=20),
     "random": Spec(random_faults, random_faults.__doc__, nodes=5, time=60),
     "clock": Spec(clock_faults, clock_faults.__doc__, faketime=True,
                   time=30),
