@@ -10,6 +10,8 @@
 #   make fmt          clang-format every C file
 #   make sim SEEDS=N  run N simulation seeds (long runs)
 #   make bench        print benchmark figures
+#   make bench-core   entries/s through three in-memory cores
+#   make mutants      build the simulation against broken cores
 #   make jepsen       fault-injection tests on a real cluster (root; T=name)
 
 PREFIX ?= /usr/local
@@ -79,7 +81,7 @@ endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
 	install uninstall fmt clean bench docs tests bench-kv bench-log \
-	bench-node jepsen
+	bench-node bench-core mutants jepsen
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -229,6 +231,12 @@ fmt:
 
 bench: tests
 	@scripts/bench.sh
+
+bench-core: $(BUILD)/tests/sim
+	$(BUILD)/tests/sim --bench
+
+mutants:
+	@BUILD=$(BUILD) SAN=$(SAN) tests/sim/mutants.sh
 
 jepsen: all
 	jepsen-lite/run $(or $(T),all) --kvd $(BUILD)/bin/kvd

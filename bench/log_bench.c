@@ -6,7 +6,9 @@
  *   log_bench [DIR [SECONDS [PROPOSERS]]]
  *
  * DIR defaults to /var/tmp (it must not be tmpfs); PROPOSERS runs only the
- * raw baseline and that one count.
+ * raw baseline and that one count. Each run with sync first writes one
+ * segment's worth of records untimed, so that the timed part writes into
+ * segments made from prepared spares, as a long-running node does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,10 +21,12 @@
 #include <unistd.h>
 
 #include "log/format.h"
+#include "log/io.h"
 #include "log/log.h"
 
-#define PAYLOAD	      256
-#define MAX_PROPOSERS 256
+#define PAYLOAD		256
+#define MAX_PROPOSERS	256
+#define DEFAULT_SEGMENT (64u * 1024 * 1024) /* rlog's default */
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -105,6 +109,7 @@ struct proposer {
 struct run {
 	struct rlog *log;
 	raft_index next;
+	raft_index stop_at; /* no proposal past this index */
 	uint64_t end;
 	size_t active;
 	struct samples lat;
@@ -125,7 +130,7 @@ static void durable_cb(struct rlog_req *req, int status)
 		exit(1);
 	}
 	samples_add(&p->run->lat, now - p->sent);
-	if (now < p->run->end)
+	if (now < p->run->end && p->run->next <= p->run->stop_at)
 		propose(p->run, p);
 	else
 		p->run->active--;
@@ -169,10 +174,34 @@ static int rm_entry(const char *path, const struct stat *st, int flag,
 	return remove(path);
 }
 
-static double bench_log(const char *dir, size_t proposers, double seconds,
-			bool no_sync)
+/* Run proposers until seconds have passed or index stop_at was proposed;
+ * returns the elapsed time. */
+static uint64_t run_phase(struct run *r, uv_loop_t *loop, size_t proposers,
+			  double seconds, raft_index stop_at)
 {
+	uint64_t start = uv_hrtime();
+
+	r->lat.n = 0;
+	r->end = start + (uint64_t)(seconds * 1e9);
+	r->stop_at = stop_at;
+	r->active = proposers;
+	for (size_t i = 0; i < proposers; i++) {
+		r->p[i].run = r;
+		propose(r, &r->p[i]);
+	}
+	while (r->active > 0)
+		uv_run(loop, UV_RUN_ONCE);
+	return uv_hrtime() - start;
+}
+
+enum mode { SYNC, SYNC_NO_SPARE, NO_SYNC };
+
+static double bench_log(const char *dir, size_t proposers, double seconds,
+			enum mode mode)
+{
+	static const char *const suffix[] = {"", ", no spares", ", no sync"};
 	struct run *r = calloc(1, sizeof(*r));
+	struct rlog_options o = {.no_sync = mode == NO_SYNC};
 	struct rlog_loaded ld;
 	struct rlog_req hs = {
 	    .set_hard_state = true, .term = 1, .vote = 1, .cb = hard_state_cb};
@@ -180,11 +209,12 @@ static double bench_log(const char *dir, size_t proposers, double seconds,
 	char sub[4096], err[512], what[64];
 	int hs_status = 1;
 	bool closed = false;
-	uint64_t start;
+	uint64_t elapsed;
+	double p50;
 
 	snprintf(sub, sizeof(sub), "%s/log", dir);
 	uv_loop_init(&loop);
-	struct rlog_options o = {.no_sync = no_sync};
+	rlog_io.no_spare = mode == SYNC_NO_SPARE;
 	if (r == NULL ||
 	    rlog_open(&loop, sub, &o, &r->log, &ld, err, sizeof(err))) {
 		fprintf(stderr, "rlog_open: %s\n", err);
@@ -195,27 +225,25 @@ static double bench_log(const char *dir, size_t proposers, double seconds,
 	rlog_write(r->log, &hs);
 	while (hs_status == 1)
 		uv_run(&loop, UV_RUN_ONCE);
-
 	memset(r->payload, 0xa5, sizeof(r->payload));
 	r->next = 1;
-	start = uv_hrtime();
-	r->end = start + (uint64_t)(seconds * 1e9);
-	r->active = proposers;
-	for (size_t i = 0; i < proposers; i++) {
-		r->p[i].run = r;
-		propose(r, &r->p[i]);
-	}
-	while (r->active > 0)
-		uv_run(&loop, UV_RUN_ONCE);
+
+	/* Warm up through the first segment (created at open, not from a
+	 * spare) so that the figures show the steady state. */
+	if (mode != NO_SYNC)
+		run_phase(r, &loop, MAX_PROPOSERS, 1e6,
+			  DEFAULT_SEGMENT / (RLOG_REC_HDR + PAYLOAD) + 1000);
+	elapsed = run_phase(r, &loop, proposers, seconds, UINT64_MAX);
 	snprintf(what, sizeof(what), "log, %zu proposer%s%s", proposers,
-		 proposers > 1 ? "s" : "", no_sync ? ", no sync" : "");
-	report(what, &r->lat, uv_hrtime() - start);
-	double p50 = (double)r->lat.v[r->lat.n / 2];
+		 proposers > 1 ? "s" : "", suffix[mode]);
+	report(what, &r->lat, elapsed);
+	p50 = (double)r->lat.v[r->lat.n / 2];
 
 	rlog_close(r->log, closed_cb, &closed);
 	while (!closed)
 		uv_run(&loop, UV_RUN_ONCE);
 	uv_loop_close(&loop);
+	rlog_io.no_spare = false;
 	nftw(sub, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(r->lat.v);
 	free(r);
@@ -240,17 +268,19 @@ int main(int argc, char **argv)
 	       PAYLOAD, seconds);
 	raw = bench_raw(dir, seconds);
 	if (only > 0) {
-		double p50 = bench_log(dir, only, seconds, false);
+		double p50 = bench_log(dir, only, seconds, SYNC);
 		printf("p50 / raw p50: %.2f\n", p50 / raw);
 		rmdir(dir);
 		return 0;
 	}
-	one = bench_log(dir, counts[0], seconds, false);
+	one = bench_log(dir, counts[0], seconds, SYNC);
 	for (size_t i = 1; i < sizeof(counts) / sizeof(counts[0]); i++)
-		bench_log(dir, counts[i], seconds, false);
+		bench_log(dir, counts[i], seconds, SYNC);
+	/* Segments preallocated with fallocate only, for comparison. */
+	bench_log(dir, 256, seconds, SYNC_NO_SPARE);
 	/* What the thread hand-offs cost without the disk. */
-	bench_log(dir, 1, seconds / 2, true);
-	bench_log(dir, 256, seconds / 2, true);
+	bench_log(dir, 1, seconds / 2, NO_SYNC);
+	bench_log(dir, 256, seconds / 2, NO_SYNC);
 	printf("1 proposer p50 / raw p50: %.2f\n", one / raw);
 	rmdir(dir);
 	return 0;

@@ -7,7 +7,14 @@
 # passes when it exits 0. Logs of each suite go to $BUILD/test-logs/.
 set -u
 BUILD=${BUILD:-build}
-SIM_SEEDS=${SIM_SEEDS:-2000}
+# Fewer simulation seeds under the sanitizers, which run several times
+# slower.
+if [ "${SAN:-0}" = 1 ]; then
+	SIM_SEEDS=${SIM_SEEDS:-500}
+else
+	SIM_SEEDS=${SIM_SEEDS:-2000}
+fi
+export SIM_SEEDS
 export BUILD
 LOGS=$BUILD/test-logs
 mkdir -p "$LOGS"

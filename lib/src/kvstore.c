@@ -302,6 +302,9 @@ int kv_store_del(struct kv_store *s, const void *key, size_t klen,
 
 /* Reads */
 
+/* TODO(kv-store): a get of a page not in memory blocks the loop thread for
+ * a disk read (docs/adr/0002); serve gets from the thread pool once a
+ * benchmark shows it matters. */
 static void answer_get(struct kv_get *g)
 {
 	struct kvsm_meta m;

@@ -3,7 +3,10 @@
  * The world owns the clock (10 time units per tick), a network that drops,
  * delays, reorders, duplicates and partitions messages, one disk per node
  * whose writes complete in order after a random latency, and crashes that
- * lose every write not yet complete. A seed determines everything. After
+ * lose every write not yet complete. Per seed, nemeses may also target
+ * the dangerous moments: crash a voter before its vote is durable, crash or
+ * cut off leaders often, or play the Figure 8 script (sim_world.c). A seed
+ * determines everything. After
  * every event (delivery, disk completion, tick, client request, fault) the
  * checks in sim_check.c run on what changed:
  *
@@ -54,6 +57,7 @@ struct sim_node {
 	unsigned phase; /* tick offset within a tick's units */
 	uint64_t restarts;
 	uint64_t down_until; /* restart time while crashed */
+	uint64_t crash_at;   /* a crash scheduled by the nemesis; 0: none */
 	/* Durable: what survives a crash. */
 	raft_term d_term;
 	raft_id d_vote;
@@ -128,7 +132,14 @@ struct sim {
 	unsigned p_drop, p_dup, p_long;			/* per mille */
 	unsigned disk_max; /* max disk latency in units */
 	bool faults;	   /* faults may happen now */
-	uint64_t heal_at;  /* when the current cut heals */
+	bool vote_crash; /* nemesis: crash voters before the vote is durable */
+	bool churn;	 /* nemesis: crash or isolate leaders often */
+	bool fig8;	 /* nemesis: the Figure 8 script (sim_world.c) */
+	int f8_state;
+	raft_id f8_a, f8_c;
+	bool f8_cut[SIM_MAX_NODES + 1];
+	uint64_t f8_deadline;
+	uint64_t heal_at; /* when the current cut heals */
 
 	/* Checks. */
 	raft_id *leaders; /* by term */

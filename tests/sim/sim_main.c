@@ -1,6 +1,7 @@
 /* sim: run the deterministic simulation over many seeds, or replay one.
  *
- *   sim --seeds N [--first S]   seeds S..S+N-1 (S defaults to 1)
+ *   sim --seeds N [--first S] [--stop-on-failure]
+ *                               seeds S..S+N-1 (S defaults to 1)
  *   sim --seed S [-v]           one seed, with a trace under -v
  *   sim --bench [ENTRIES]       core throughput, see sim_bench.c
  *
@@ -26,6 +27,16 @@ static bool op_acked(const struct sim *s, uint64_t op)
 {
 	for (size_t i = s->n_acked; i > 0; i--) {
 		if (s->acked[i - 1].op == op) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static bool op_pending(const struct sim *s, uint64_t op)
+{
+	for (size_t i = 0; i < s->n_pending; i++) {
+		if (s->pending[i].op == op) {
 			return true;
 		}
 	}
@@ -58,8 +69,10 @@ static void check_liveness(struct sim *s)
 			return;
 		}
 		l = sim_leader(s);
-		if (l != NULL && (marker == 0 || at != l->id ||
-				  s->nodes[at - 1].r == NULL)) {
+		/* Propose again if the leader changed or the write's
+		 * outcome became unknown (its node crashed). */
+		if (l != NULL &&
+		    (marker == 0 || at != l->id || !op_pending(s, marker))) {
 			if (sim_propose(s, l) == RAFT_OK) {
 				marker = s->next_op;
 				at = l->id;
@@ -85,6 +98,7 @@ static bool run_seed(uint64_t seed, bool verbose, const char *argv0,
 		/* Heal: no more faults, everyone back. */
 		s.faults = false;
 		memset(s.cut, 0, sizeof(s.cut));
+		memset(s.f8_cut, 0, sizeof(s.f8_cut));
 		s.heal_at = 0;
 		s.disk_max = 1 + sim_below(&s, 10);
 		for (size_t i = 0; i < s.n; i++) {
@@ -123,7 +137,7 @@ static bool run_seed(uint64_t seed, bool verbose, const char *argv0,
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: sim --seeds N [--first S]\n"
+	fprintf(stderr, "usage: sim --seeds N [--first S] [--stop-on-failure]\n"
 			"       sim --seed S [-v]\n"
 			"       sim --bench [ENTRIES]\n");
 }
@@ -142,7 +156,7 @@ static bool parse_u64(const char *s, uint64_t *out)
 int main(int argc, char **argv)
 {
 	uint64_t first = 1, count = 0, one = 0;
-	bool have_one = false, verbose = false;
+	bool have_one = false, verbose = false, stop = false;
 	unsigned long long passed = 0, failed = 0;
 	struct totals t = {0};
 	struct timespec a, b;
@@ -160,6 +174,8 @@ int main(int argc, char **argv)
 			   parse_u64(argv[i + 1], &one)) {
 			have_one = true;
 			i++;
+		} else if (strcmp(argv[i], "--stop-on-failure") == 0) {
+			stop = true;
 		} else if (strcmp(argv[i], "-v") == 0) {
 			verbose = true;
 		} else {
@@ -181,6 +197,9 @@ int main(int argc, char **argv)
 			passed++;
 		} else {
 			failed++;
+			if (stop) {
+				break;
+			}
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &b);

@@ -348,14 +348,58 @@ static void disk_queue(struct sim *s, struct sim_node *nd,
 	j->at = at;
 }
 
+/* Cut node x off from everyone for ticks. */
+static void isolate(struct sim *s, raft_id x, unsigned ticks)
+{
+	memset(s->cut, 0, sizeof(s->cut));
+	for (raft_id b = 1; b <= s->n; b++) {
+		s->cut[x][b] = s->cut[b][x] = b != x;
+	}
+	s->heal_at = s->now + SIM_UNITS_PER_TICK * ticks;
+	sim_trace(s, "PARTITION isolate n%llu for %u ticks",
+		  (unsigned long long)x, ticks);
+}
+
+static void cut_node(struct sim *s, raft_id x, bool cut);
+static void fig8_new_leader(struct sim *s, struct sim_node *nd);
+
 /* Carry out one node's updates the way raft.h prescribes. */
 void sim_drain(struct sim *s, struct sim_node *nd)
 {
 	while (!s->failed && nd->r != NULL && raft_has_update(nd->r)) {
 		struct raft_update u;
-		bool became_leader;
+		bool became_leader, crash_now;
 
 		raft_get_update(nd->r, &u);
+		/* The nemesis likes to crash a node whose new vote is not on
+		 * disk yet. */
+		if (s->faults && s->vote_crash && u.hard_state_changed &&
+		    u.vote != 0 && nd->crash_at == 0 && sim_below(s, 2) == 0) {
+			nd->crash_at = s->now + 1 + sim_below(s, s->disk_max);
+			/* ... and to silence the candidate it voted for: it
+			 * still hears its votes, but nobody hears from it, so
+			 * the others may elect someone else in the same term
+			 * (a vote that was not durable is then cast twice). */
+			if (u.vote != nd->id && s->heal_at == 0 &&
+			    sim_below(s, 2) == 0) {
+				for (raft_id b = 1; b <= s->n; b++) {
+					s->cut[u.vote][b] = b != u.vote;
+				}
+				s->heal_at =
+				    s->now + SIM_UNITS_PER_TICK *
+						 (10 + sim_below(s, 30));
+				sim_trace(s, "PARTITION n%llu cannot send",
+					  (unsigned long long)u.vote);
+			}
+		}
+		/* ... and a leader that has just committed entries of older
+		 * terms, before its messages leave (the situation of Raft
+		 * paper Figure 8). */
+		crash_now =
+		    s->faults && u.role == RAFT_LEADER && u.n_committed > 0 &&
+		    u.committed[0].term < u.term &&
+		    ((s->churn && sim_below(s, 2) == 0) ||
+		     (s->fig8 && s->f8_state == 2 && nd->id == s->f8_a));
 		/* 1. persist (and hold back what must wait for it) */
 		if (u.hard_state_changed || u.n_entries > 0 ||
 		    u.n_msgs_after_persist > 0) {
@@ -374,13 +418,29 @@ void sim_drain(struct sim *s, struct sim_node *nd)
 			}
 		}
 		/* 2. send */
-		for (size_t i = 0; i < u.n_msgs; i++) {
+		for (size_t i = 0; i < u.n_msgs && !crash_now; i++) {
 			trace_msg(s, "send", &u.msgs[i]);
 			net_send(s, &u.msgs[i]);
 		}
 		/* 4. apply */
 		for (size_t i = 0; i < u.n_committed; i++) {
 			sim_check_apply(s, nd, &u.committed[i]);
+		}
+		if (crash_now) {
+			/* Applied, but nothing sent: crash here, for long
+			 * enough that the others elect someone else. */
+			sim_crash(s, nd);
+			nd->down_until = s->now + SIM_UNITS_PER_TICK *
+						      (10 + sim_below(s, 40));
+			if (s->fig8 && s->f8_state == 2) {
+				nd->down_until =
+				    s->now + SIM_UNITS_PER_TICK * 80;
+				cut_node(s, s->f8_c, false);
+				s->f8_state = 3;
+				s->f8_deadline =
+				    s->now + SIM_UNITS_PER_TICK * 60;
+			}
+			return;
 		}
 		/* 5. reads */
 		for (size_t i = 0; i < u.n_reads; i++) {
@@ -404,6 +464,7 @@ void sim_drain(struct sim *s, struct sim_node *nd)
 		}
 		if (became_leader) {
 			sim_check_leader(s, nd);
+			fig8_new_leader(s, nd);
 		}
 	}
 }
@@ -418,6 +479,7 @@ void sim_crash(struct sim *s, struct sim_node *nd)
 		  (unsigned long long)nd->id, nd->n_jobs);
 	raft_free(nd->r);
 	nd->r = NULL;
+	nd->crash_at = 0;
 	jobs_drop(nd);
 	/* The log as handed out is what the disk holds now. */
 	log_truncate(&nd->wal, 1);
@@ -532,6 +594,21 @@ struct sim_node *sim_leader(struct sim *s)
 	return best;
 }
 
+/* A random node among those that believe they lead, or NULL. */
+static struct sim_node *any_leader(struct sim *s)
+{
+	struct sim_node *l[SIM_MAX_NODES];
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->n; i++) {
+		struct sim_node *nd = &s->nodes[i];
+		if (nd->r != NULL && raft_role(nd->r) == RAFT_LEADER) {
+			l[n++] = nd;
+		}
+	}
+	return n ? l[sim_below(s, (unsigned)n)] : NULL;
+}
+
 /* Faults, decided once per tick. */
 
 static void cut_links(struct sim *s)
@@ -591,6 +668,78 @@ static void heal_links(struct sim *s)
 	sim_trace(s, "HEAL");
 }
 
+/* Cut x off from everyone, leaving other cuts in place. */
+static void cut_node(struct sim *s, raft_id x, bool cut)
+{
+	s->f8_cut[x] = cut;
+	for (raft_id b = 1; b <= s->n; b++) {
+		if (b != x) {
+			s->cut[x][b] = s->cut[b][x] = cut || s->f8_cut[b];
+		}
+	}
+	sim_trace(s, "FIG8 %s n%llu", cut ? "cut" : "reconnect",
+		  (unsigned long long)x);
+}
+
+/* The Figure 8 nemesis (Raft paper section 5.4.2), step by step:
+ *   0: a leader A is cut off; clients keep writing to it, so it gathers
+ *      entries of its term that nobody else has;
+ *   1: the others elect C, which is cut off the moment it wins, so its
+ *      no-op stays on C alone; A comes back;
+ *   2: A wins again and, on its first commit of entries of its old term,
+ *      crashes before its messages leave (sim_drain);
+ *   3: C comes back and may be elected by those holding A's old entries
+ *      but not A's new no-op. A correct leader never committed those
+ *      entries by counting; a leader that did has lost them (S3).
+ * Each step gives up after a while and the script starts over. */
+static void fig8_tick(struct sim *s)
+{
+	struct sim_node *l = sim_leader(s);
+
+	if (s->now < s->f8_deadline) {
+		if (s->f8_state != 2 || s->nodes[s->f8_a - 1].r != NULL) {
+			return;
+		}
+	}
+	switch (s->f8_state) {
+	case 0:
+		if (l == NULL) {
+			return;
+		}
+		s->f8_a = l->id;
+		s->f8_c = 0;
+		cut_node(s, l->id, true);
+		s->f8_state = 1;
+		s->f8_deadline =
+		    s->now + SIM_UNITS_PER_TICK * (10 + sim_below(s, 20));
+		return;
+	case 3:
+		/* A stays down; C and the rest had their chance. */
+		break;
+	default:
+		break;
+	}
+	/* Start over: heal everything. */
+	memset(s->cut, 0, sizeof(s->cut));
+	memset(s->f8_cut, 0, sizeof(s->f8_cut));
+	s->f8_state = 0;
+	s->f8_deadline = s->now + SIM_UNITS_PER_TICK * (20 + sim_below(s, 40));
+	sim_trace(s, "FIG8 heal, start over");
+}
+
+/* Called when nd became leader: step 1 of the Figure 8 nemesis. */
+static void fig8_new_leader(struct sim *s, struct sim_node *nd)
+{
+	if (!s->fig8 || !s->faults || s->f8_state != 1 || nd->id == s->f8_a) {
+		return;
+	}
+	s->f8_c = nd->id;
+	cut_node(s, nd->id, true);
+	cut_node(s, s->f8_a, false);
+	s->f8_state = 2;
+	s->f8_deadline = s->now + SIM_UNITS_PER_TICK * 60;
+}
+
 static void faults_tick(struct sim *s)
 {
 	for (size_t i = 0; i < s->n; i++) {
@@ -602,12 +751,26 @@ static void faults_tick(struct sim *s)
 	if (!s->faults) {
 		return;
 	}
+	if (s->fig8) {
+		fig8_tick(s);
+		return;
+	}
 	if (sim_below(s, 1000) < 12) {
 		struct sim_node *nd = &s->nodes[sim_below(s, (unsigned)s->n)];
 		if (nd->r != NULL) {
 			sim_crash(s, nd);
 			nd->down_until = s->now + SIM_UNITS_PER_TICK *
 						      (2 + sim_below(s, 40));
+		}
+	}
+	if (s->churn && sim_below(s, 1000) < 40) {
+		struct sim_node *l = sim_leader(s);
+		if (l != NULL && sim_below(s, 2) == 0) {
+			sim_crash(s, l);
+			l->down_until = s->now + SIM_UNITS_PER_TICK *
+						     (1 + sim_below(s, 10));
+		} else if (l != NULL && s->heal_at == 0) {
+			isolate(s, l->id, 3 + sim_below(s, 30));
 		}
 	}
 	if (s->heal_at == 0 && sim_below(s, 1000) < 15) {
@@ -639,6 +802,12 @@ void sim_step(struct sim *s)
 	}
 	for (size_t i = 0; i < s->n && !s->failed; i++) {
 		struct sim_node *nd = &s->nodes[i];
+		if (nd->r != NULL && nd->crash_at != 0 &&
+		    s->now >= nd->crash_at && s->faults) {
+			sim_crash(s, nd);
+			nd->down_until =
+			    s->now + SIM_UNITS_PER_TICK * (1 + sim_below(s, 4));
+		}
 		if (nd->r != NULL &&
 		    (s->now + nd->phase) % SIM_UNITS_PER_TICK == 0) {
 			raft_tick(nd->r);
@@ -652,13 +821,17 @@ void sim_step(struct sim *s)
 		faults_tick(s);
 	}
 	if (s->faults && sim_below(s, 1000) < 60) {
-		struct sim_node *nd = sim_leader(s);
-		/* Mostly at a leader; sometimes wherever a client is. */
+		struct sim_node *nd = any_leader(s);
+		/* Mostly at some node that believes it leads (a stale leader
+		 * cut off from the others has clients too); sometimes wherever
+		 * a client is. */
 		if (nd == NULL || sim_below(s, 8) == 0) {
 			nd = &s->nodes[sim_below(s, (unsigned)s->n)];
 		}
-		if (nd->r != NULL) {
-			sim_propose(s, nd);
+		if (nd->r != NULL && sim_propose(s, nd) == RAFT_OK &&
+		    s->churn && s->heal_at == 0 && sim_below(s, 4) == 0) {
+			/* Leave the new entry on this leader alone. */
+			isolate(s, nd->id, 3 + sim_below(s, 15));
 		}
 	}
 	if (s->faults && sim_below(s, 1000) < 30) {
@@ -688,19 +861,39 @@ int sim_init(struct sim *s, uint64_t seed, bool verbose)
 	s->cfg.check_quorum = sim_below(s, 4) != 0;
 	s->cfg.max_inflight_msgs = 1 + sim_below(s, 8);
 	s->cfg.max_inflight_bytes = 200 + sim_below(s, 4000);
-	s->cfg.max_msg_entries = 4 + sim_below(s, 60);
+	s->cfg.max_msg_entries =
+	    sim_below(s, 4) == 0 ? 1 : 1 + sim_below(s, 64);
+	if (s->cfg.max_msg_entries < 4) {
+		/* Keep up with the clients through pipelining. */
+		s->cfg.max_inflight_msgs = 8;
+		s->cfg.max_inflight_bytes = 1u << 20;
+	}
 	s->cfg.max_msg_bytes = 200 + sim_below(s, 2000);
 	s->disk_max = 1 + sim_below(s, 40);
 	s->p_dup = sim_below(s, 50);
 	s->p_long = sim_below(s, 50);
 	s->faults = true;
+	s->vote_crash = sim_below(s, 2) == 0;
+	s->churn = sim_below(s, 2) == 0;
+	s->fig8 = sim_below(s, 4) == 0;
+	if (s->fig8) {
+		/* Small batches make a leader catch a follower up through
+		 * its old entries before reaching its new ones. */
+		s->cfg.max_msg_entries = 1 + sim_below(s, 3);
+		s->cfg.max_inflight_msgs = 8;
+		s->cfg.max_inflight_bytes = 1u << 20;
+		s->churn = false;
+		s->vote_crash = false;
+	}
 	sim_trace(s,
 		  "seed %llu: %zu nodes, heartbeat %u, pre_vote %d, "
-		  "check_quorum %d, inflight %zu/%zu, msg %zu/%zu",
+		  "check_quorum %d, inflight %zu/%zu, msg %zu/%zu, "
+		  "vote_crash %d, churn %d, fig8 %d",
 		  (unsigned long long)seed, s->n, s->cfg.heartbeat_ticks,
 		  s->cfg.pre_vote, s->cfg.check_quorum,
 		  s->cfg.max_inflight_msgs, s->cfg.max_inflight_bytes,
-		  s->cfg.max_msg_entries, s->cfg.max_msg_bytes);
+		  s->cfg.max_msg_entries, s->cfg.max_msg_bytes, s->vote_crash,
+		  s->churn, s->fig8);
 	for (size_t i = 0; i < s->n; i++) {
 		struct sim_node *nd = &s->nodes[i];
 		nd->id = i + 1;

@@ -249,6 +249,69 @@ START_TEST(test_work_arriving_before_advance_is_kept)
 }
 END_TEST
 
+/* A log cut while an update is out leaves the update's entries and
+ * payloads readable until raft_advance(), and the replacing entries are
+ * handed out next. */
+START_TEST(test_cut_while_update_out_keeps_update_valid)
+{
+	struct raft_entry old[3] = {{.term = 1,
+				     .index = 1,
+				     .type = RAFT_ENTRY_COMMAND,
+				     .data = "aa",
+				     .len = 2},
+				    {.term = 1,
+				     .index = 2,
+				     .type = RAFT_ENTRY_COMMAND,
+				     .data = "bb",
+				     .len = 2},
+				    {.term = 1,
+				     .index = 3,
+				     .type = RAFT_ENTRY_COMMAND,
+				     .data = "cc",
+				     .len = 2}};
+	struct raft_entry repl = {.term = 2,
+				  .index = 2,
+				  .type = RAFT_ENTRY_COMMAND,
+				  .data = "zz",
+				  .len = 2};
+	struct raft_msg m1 = {.type = RAFT_MSG_APPEND,
+			      .from = 2,
+			      .to = 1,
+			      .term = 1,
+			      .entries = old,
+			      .n_entries = 3};
+	struct raft_msg m2 = {.type = RAFT_MSG_APPEND,
+			      .from = 3,
+			      .to = 1,
+			      .term = 2,
+			      .index = 1,
+			      .log_term = 1,
+			      .entries = &repl,
+			      .n_entries = 1};
+	struct ch_node nd;
+	struct raft_update u;
+
+	ch_start(&nd, 1, 3, NULL, NULL);
+	ck_assert_int_eq(raft_step(nd.r, &m1), RAFT_OK);
+	raft_get_update(nd.r, &u);
+	ck_assert_uint_eq(u.n_entries, 3);
+	ck_assert_int_eq(raft_step(nd.r, &m2), RAFT_OK);
+	/* The update still shows what it showed. */
+	ck_assert_uint_eq(u.entries[1].term, 1);
+	ck_assert_mem_eq(u.entries[1].data, "bb", 2);
+	ck_assert_mem_eq(u.entries[2].data, "cc", 2);
+	raft_advance(nd.r, &u);
+	raft_get_update(nd.r, &u);
+	ck_assert_uint_ge(u.n_entries, 1);
+	ck_assert_uint_le(u.entries[0].index, 2);
+	ck_assert_uint_eq(u.entries[u.n_entries - 1].index, 2);
+	ck_assert_uint_eq(u.entries[u.n_entries - 1].term, 2);
+	ck_assert_mem_eq(u.entries[u.n_entries - 1].data, "zz", 2);
+	raft_advance(nd.r, &u);
+	ch_stop(&nd);
+}
+END_TEST
+
 /* Status reports role, term and per-peer progress on the leader. */
 START_TEST(test_status_reports_progress)
 {
@@ -310,6 +373,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_messages_from_unknown_ids_are_dropped);
 	tcase_add_test(tc, test_get_update_twice_returns_same_work);
 	tcase_add_test(tc, test_work_arriving_before_advance_is_kept);
+	tcase_add_test(tc, test_cut_while_update_out_keeps_update_valid);
 	tcase_add_test(tc, test_status_reports_progress);
 	tcase_add_test(tc, test_role_change_is_reported);
 	suite_add_tcase(s, tc);

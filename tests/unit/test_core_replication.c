@@ -219,6 +219,41 @@ START_TEST(test_leader_skips_conflicting_term_using_hint)
 }
 END_TEST
 
+/* A rejection of an index the follower is already known to hold is stale
+ * (a reordered or duplicated answer) and changes nothing. */
+START_TEST(test_stale_rejection_is_ignored)
+{
+	struct ch_node nd;
+	struct raft_msg a, rej;
+	struct raft_status s;
+	raft_term t;
+
+	ch_start(&nd, 1, 3, NULL, NULL);
+	ch_make_leader(&nd);
+	t = raft_current_term(nd.r);
+	propose(&nd, "a");
+	propose(&nd, "b");
+	ch_drain(&nd);
+	a = ack(2, t, 1);
+	ch_step(&nd, &a);
+	a = ack(2, t, 3);
+	ch_step(&nd, &a);
+	rej = (struct raft_msg){.type = RAFT_MSG_APPEND_RESP,
+				.from = 2,
+				.to = 1,
+				.term = t,
+				.index = 2,
+				.reject = true,
+				.hint_index = 0};
+	ch_step(&nd, &rej);
+	raft_get_status(nd.r, &s);
+	ck_assert_uint_eq(s.peers[1].match, 3);
+	ck_assert_uint_eq(s.peers[1].next, 4);
+	ck_assert_int_eq(s.peers[1].state, 1);
+	ch_stop(&nd);
+}
+END_TEST
+
 /* In probe state only one APPEND with entries is in flight; the next goes
  * after an answer or a heartbeat. */
 START_TEST(test_probe_state_sends_one_append_at_a_time)
@@ -683,6 +718,7 @@ static Suite *suite(void)
 	    tc, test_leader_commits_only_current_term_entries_by_counting);
 	tcase_add_test(tc, test_follower_rejects_with_conflict_hint);
 	tcase_add_test(tc, test_leader_skips_conflicting_term_using_hint);
+	tcase_add_test(tc, test_stale_rejection_is_ignored);
 	tcase_add_test(tc, test_probe_state_sends_one_append_at_a_time);
 	tcase_add_test(tc, test_replicate_state_pipelines_up_to_max_inflight);
 	tcase_add_test(tc, test_inflight_bytes_bound_the_pipeline);

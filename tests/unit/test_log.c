@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "log/format.h"
+#include "log/internal.h"
 #include "log/io.h"
 #include "log/log.h"
 
@@ -361,6 +362,35 @@ START_TEST(test_new_log_is_empty)
 }
 END_TEST
 
+/* Files left by an interrupted metadata write, segment creation or spare
+ * preparation are removed at open; other files are left alone. */
+START_TEST(test_leftover_temporary_files_are_removed_at_open)
+{
+	struct fx f;
+	const char *names[] = {"meta.tmp", "spare.7.tmp",
+			       "00000000000000000009.seg.tmp", "README"};
+	char path[160];
+
+	fx_init(&f, 4096);
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(path, sizeof(path), "%s/%s", f.dir, names[i]);
+		FILE *fp = fopen(path, "w");
+		ck_assert_ptr_nonnull(fp);
+		fputs("junk", fp);
+		fclose(fp);
+	}
+	fx_open(&f);
+	ck_assert_uint_eq(f.ld.n_entries, 0);
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "%s/%s", f.dir, names[i]);
+		ck_assert_int_ne(access(path, F_OK), 0);
+	}
+	snprintf(path, sizeof(path), "%s/README", f.dir);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	fx_done(&f);
+}
+END_TEST
+
 /* Term, vote and entries written are what the next open loads. */
 START_TEST(test_written_state_reads_back_after_reopen)
 {
@@ -469,6 +499,61 @@ START_TEST(test_queued_requests_complete_in_submission_order)
 	fx_close(&f);
 	fx_open(&f);
 	check_loaded(&f, 1, N, term_one);
+	fx_done(&f);
+}
+END_TEST
+
+static bool spare_ready(struct rlog *l)
+{
+	bool ready;
+
+	uv_mutex_lock(&l->mu);
+	ready = l->spare_fd >= 0;
+	uv_mutex_unlock(&l->mu);
+	return ready;
+}
+
+static size_t spares_used(struct rlog *l)
+{
+	size_t n;
+
+	uv_mutex_lock(&l->mu);
+	n = l->spares_used;
+	uv_mutex_unlock(&l->mu);
+	return n;
+}
+
+/* Wait (polling, with a deadline) until the log has a spare ready. */
+static void wait_spare(struct fx *f)
+{
+	uint64_t deadline = uv_hrtime() + 10 * 1000000000ull;
+
+	while (!spare_ready(f->log)) {
+		ck_assert_msg(uv_hrtime() < deadline, "no spare after 10 s");
+		uv_sleep(1);
+	}
+}
+
+/* Segments made from prepared spares hold their records like any other,
+ * and no spare file outlives the log. */
+START_TEST(test_segments_from_spares_round_trip)
+{
+	struct fx f;
+	char cmd[160];
+
+	fx_init(&f, 65536);
+	fx_open(&f);
+	ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
+	for (raft_index i = 1; i <= 2000; i += 100) {
+		wait_spare(&f);
+		ck_assert_int_eq(fx_append(&f, i, 100, 1), RAFT_OK);
+	}
+	ck_assert_uint_ge(spares_used(f.log), 3);
+	fx_close(&f);
+	snprintf(cmd, sizeof(cmd), "ls %s | grep -q spare", f.dir);
+	ck_assert_int_ne(system(cmd), 0);
+	fx_open(&f);
+	check_loaded(&f, 1, 2000, term_one);
 	fx_done(&f);
 }
 END_TEST
@@ -1084,6 +1169,7 @@ START_TEST(test_failed_fdatasync_fails_requests_and_stays_failed)
 	int counter = 0;
 
 	fx_init(&f, 0);
+	rlog_io.no_spare = true; /* no other thread reads the table */
 	fx_open(&f);
 	ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
 	ck_assert_int_eq(fx_append(&f, 1, 10, 1), RAFT_OK);
@@ -1105,6 +1191,7 @@ START_TEST(test_failed_fdatasync_fails_requests_and_stays_failed)
 		      rlog_failure(f.log));
 
 	rlog_io = rlog_io_default; /* the disk is fine again: no retry */
+	rlog_io.no_spare = true;
 	ck_assert_int_eq(fx_append(&f, 14, 1, 1), RAFT_EIO);
 	ck_assert_int_eq(fx_set_hard_state(&f, 2, 0), RAFT_EIO);
 	fx_close(&f);
@@ -1128,6 +1215,7 @@ START_TEST(test_enospc_fails_with_enospc_and_loses_nothing_durable)
 		struct fx f;
 
 		fx_init(&f, 4096);
+		rlog_io.no_spare = true; /* the next segment needs fallocate */
 		fx_open(&f);
 		ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
 		ck_assert_int_eq(fx_append(&f, 1, 10, 1), RAFT_OK);
@@ -1170,6 +1258,7 @@ START_TEST(test_failed_metadata_write_stores_no_entry_of_the_request)
 	struct pending p = {.counter = &counter};
 
 	fx_init(&f, 0);
+	rlog_io.no_spare = true; /* no other thread reads the table */
 	fx_open(&f);
 	ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
 	ck_assert_int_eq(fx_append(&f, 1, 10, 1), RAFT_OK);
@@ -1290,9 +1379,11 @@ START_TEST(test_truncation_stopped_at_any_step_leaves_a_log_that_opens)
 			snprintf(what, sizeof(what), "%s #%d", io_kind_name[k],
 				 n);
 			fx_init(&f, 4096);
+			rlog_io.no_spare = true; /* only the worker's calls */
 			fx_fill(&f, 100);
 			fx_open(&f);
 			ck_assert_int_eq(fx_set_hard_state(&f, 2, 0), RAFT_OK);
+			rlog_io.no_spare = true;
 			rlog_io.unlinkat = nth_unlinkat;
 			rlog_io.fsync = nth_fsync;
 			rlog_io.ftruncate = nth_ftruncate;
@@ -1399,12 +1490,14 @@ static Suite *log_suite(void)
 
 	tc = add_case(s, "basic", 30);
 	tcase_add_test(tc, test_new_log_is_empty);
+	tcase_add_test(tc, test_leftover_temporary_files_are_removed_at_open);
 	tcase_add_test(tc, test_written_state_reads_back_after_reopen);
 	tcase_add_test(tc, test_records_round_trip_across_segment_boundaries);
 	tcase_add_test(tc, test_record_larger_than_a_segment_is_stored);
 	tcase_add_test(tc, test_queued_requests_complete_in_submission_order);
 	tcase_add_test(tc, test_bad_requests_are_refused);
 	tcase_add_test(tc, test_empty_noop_entries_round_trip);
+	tcase_add_test(tc, test_segments_from_spares_round_trip);
 
 	tc = add_case(s, "damage", 60);
 	tcase_add_test(tc,

@@ -3,6 +3,7 @@
  * (ports 22000-22999), with their data in temporary directories. Every wait
  * runs the loop until a condition holds or a deadline passes. */
 #include <check.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "libraft/kv.h"
 #include "libraft/node.h"
+#include "log/io.h"
 
 #define N_NODES	    3
 #define DEADLINE_MS 10000
@@ -569,6 +571,39 @@ START_TEST(test_restart_with_conflicting_members_is_refused)
 }
 END_TEST
 
+/* A damaged cluster file is reported as RAFT_ECORRUPT naming the file,
+ * and is left as it was. */
+START_TEST(test_damaged_cluster_file_is_refused)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	char errmsg[512], path[128], back[64];
+	FILE *f;
+	int rc;
+
+	cluster_init(&c, 1, 22160);
+	open_store(&c, 0);
+	close_store(&c, 0);
+	snprintf(path, sizeof(path), "%s/cluster", c.dirs[0]);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("libraft-cluster 1\ncluster_id=7\nmember=one two\n", f);
+	fclose(f);
+
+	store_config(&c, 0, &cfg);
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_ECORRUPT);
+	ck_assert_ptr_nonnull(strstr(errmsg, path));
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(back, sizeof(back), f));
+	ck_assert_str_eq(back, "libraft-cluster 1\n");
+	fclose(f);
+	cluster_stop(&c);
+}
+END_TEST
+
 /* Bad configurations are refused with RAFT_EINVAL and a message, and leave
  * nothing running. */
 START_TEST(test_bad_config_is_refused)
@@ -917,6 +952,55 @@ START_TEST(test_full_store_stops_the_node)
 }
 END_TEST
 
+static int failing_fdatasync(int fd)
+{
+	(void)fd;
+	errno = EIO;
+	return -1;
+}
+
+static void note_failed(void *data, int status)
+{
+	*(int *)data = status;
+}
+
+/* A log that cannot sync stops the node (fail-stop): the write fails with
+ * RAFT_EIO, the failed callback runs, later writes fail with
+ * RAFT_ESHUTDOWN, and the error line names the log and the failed call. */
+START_TEST(test_log_sync_failure_stops_the_node)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct write_wait w = {false, 0, 0};
+	struct raft_node_status st;
+	char errmsg[512];
+	int failed = 0, rc;
+
+	cluster_init(&c, 1, 22170);
+	store_config(&c, 0, &cfg);
+	cfg.node.failed = note_failed;
+	cfg.node.failed_data = &failed;
+	rc = kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg));
+	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	wait_leader(&c);
+	ck_assert_int_eq(put_sync(&c, 0, "before", "ok").status, RAFT_OK);
+
+	rlog_io.fdatasync = failing_fdatasync;
+	w = put_sync(&c, 0, "after", "lost");
+	rlog_io = rlog_io_default;
+	ck_assert_int_eq(w.status, RAFT_EIO);
+	ck_assert_int_eq(failed, RAFT_EIO);
+	ck_assert_int_eq(kv_store_status(c.stores[0], &st), RAFT_OK);
+	ck_assert(st.failed);
+	ck_assert_int_eq(
+	    kv_store_put(c.stores[0], "k", 1, "v", 1, write_cb, &w),
+	    RAFT_ESHUTDOWN);
+	ck_assert_ptr_nonnull(strstr(c.logs[0].text, "cause=log_write"));
+	ck_assert_ptr_nonnull(strstr(c.logs[0].text, "fdatasync"));
+	cluster_stop(&c);
+}
+END_TEST
+
 /* Level 1: a node with a caller-supplied state machine */
 
 /* A state machine that records commands as strings and fails on "fail". */
@@ -961,6 +1045,7 @@ static int test_fsm_apply(struct raft_fsm *fsm, const struct raft_entry *e,
 }
 
 struct solo {
+	int failed_status; /* from the failed callback, 0 until then */
 	uv_loop_t loop;
 	char dir[64];
 	struct raft_member member;
@@ -976,6 +1061,14 @@ static bool solo_leads(void *arg)
 
 	raft_node_status(s->node, &st);
 	return st.role == RAFT_LEADER;
+}
+
+static void solo_failed(void *data, int status)
+{
+	struct solo *s = data;
+
+	ck_assert_int_eq(s->failed_status, 0);
+	s->failed_status = status;
 }
 
 static void solo_start(struct solo *s, int port, bool with_log)
@@ -1003,6 +1096,8 @@ static void solo_start(struct solo *s, int port, bool with_log)
 		cfg.log = log_hook;
 		cfg.log_data = &s->log;
 	}
+	cfg.failed = solo_failed;
+	cfg.failed_data = s;
 	rc = raft_node_start(&s->loop, &cfg, &s->node, errmsg, sizeof(errmsg));
 	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
 	ck_assert(run_until(&s->loop, solo_leads, s, DEADLINE_MS));
@@ -1134,9 +1229,9 @@ START_TEST(test_read_after_write_is_ready_at_its_index)
 END_TEST
 
 /* A state machine that fails to apply stops the node: the pending
- * proposals fail with RAFT_EIO, later requests with RAFT_ESHUTDOWN, the
- * status says failed, and the log hook gets an error line saying what to
- * do. */
+ * proposals fail with RAFT_EIO, the failed callback runs once, later
+ * requests fail with RAFT_ESHUTDOWN, the status says failed, and the log
+ * hook gets an error line saying what to do. */
 START_TEST(test_apply_failure_stops_the_node)
 {
 	struct proposal_wait p[3];
@@ -1156,6 +1251,7 @@ START_TEST(test_apply_failure_stops_the_node)
 	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
 	ck_assert_int_eq(p[0].status, RAFT_EIO);
 	ck_assert_int_eq(p[1].status, RAFT_EIO);
+	ck_assert_int_eq(s.failed_status, RAFT_EIO);
 	ck_assert_int_eq(raft_node_status(s.node, &st), RAFT_OK);
 	ck_assert(st.failed);
 	ck_assert_int_eq(raft_node_propose(s.node, "x", 1, propose_cb, &p[2]),
@@ -1223,6 +1319,7 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, test_restarted_cluster_keeps_its_data);
 	tcase_add_test(tc, test_restart_with_conflicting_members_is_refused);
 	tcase_add_test(tc, test_bad_config_is_refused);
+	tcase_add_test(tc, test_damaged_cluster_file_is_refused);
 	tcase_add_test(tc, test_busy_data_dir_and_peer_addr_are_refused);
 	tcase_add_test(tc, test_oversized_and_empty_requests_are_refused);
 	tcase_add_test(tc, test_close_fails_pending_writes);
@@ -1232,6 +1329,7 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, test_burst_of_writes_is_acknowledged_in_order);
 	tcase_add_test(tc, test_isolated_node_serves_only_serializable_reads);
 	tcase_add_test(tc, test_full_store_stops_the_node);
+	tcase_add_test(tc, test_log_sync_failure_stops_the_node);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fsm");

@@ -39,7 +39,8 @@ struct kv_store;
 
 struct kv_config {
 	struct raft_node_config node; /* node.fsm is ignored: the store
-					 supplies its own */
+					 supplies its own; node.failed
+					 reports a fail-stop */
 	size_t map_size;     /* initial LMDB map size; default 64 MiB */
 	size_t max_map_size; /* the map grows up to this; default 64 GiB */
 };

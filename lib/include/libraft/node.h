@@ -105,6 +105,13 @@ struct raft_fsm {
 #define RAFT_NODE_DEFAULT_MAX_PENDING	  4096
 #define RAFT_NODE_DEFAULT_READ_TIMEOUT_MS 5000
 
+/* The node stopped after a storage or state machine failure (fail-stop).
+ * Called once, on the loop thread, after every pending request has failed
+ * and the failure has been logged; status is RAFT_EIO or RAFT_ENOSPC. The
+ * node stays allocated and answers status calls: close it. May call
+ * raft_node_close(). */
+typedef void (*raft_node_failed_fn)(void *data, int status);
+
 struct raft_node_config {
 	raft_id id;		 /* this node; non-zero, one of members */
 	const char *data_dir;	 /* log and metadata live here; created if
@@ -131,6 +138,8 @@ struct raft_node_config {
 	struct raft_fsm *fsm;	  /* required; the caller owns it */
 	raft_log_fn log;
 	void *log_data;
+	raft_node_failed_fn failed; /* optional */
+	void *failed_data;
 };
 
 /* Fill cfg with the defaults above; every pointer NULL, every id 0. */

@@ -15,7 +15,8 @@
  *   election.c: core_become_follower(), core_campaign(), core_become_leader()
  *   make every transition; each resets the election timer.
  *
- * Invariants (checked by core_invariants() in assertions):
+ * Invariants (I1-I3 and I5 checked by core_invariants() in assertions
+ * after every input; I4 asserted by core_log_append()):
  *   I1  commit <= last index of the log, applied <= commit.
  *   I2  persisted <= last index; entries through persisted are durable.
  *   I3  unstable - 1 <= last index; entries before unstable were handed to the
@@ -49,11 +50,27 @@ void core_grave_flush(struct core_grave *g);
 int core_grow(struct core_grave *g, void **arr, size_t *cap, size_t elem,
 	      size_t need);
 
-/* The in-memory log (log.c). Entry i lives at entries[i - 1]; every payload
- * is its own allocation so that the array can move without moving them. */
+/* Payloads live in slabs, carved in log order, so that appending costs no
+ * allocation per entry. A slab is freed when the last entry in it is cut
+ * from the log; space freed by a cut is not reused. A payload larger than a
+ * quarter of a slab gets a slab of its own. */
+struct core_slab {
+	size_t used, cap;
+	size_t live; /* entries of the log whose payload is here */
+	unsigned char data[];
+};
+
+#define CORE_SLAB_SIZE (64 * 1024 - sizeof(struct core_slab))
+
+/* The in-memory log (log.c). Entry i lives at entries[i - 1] and its
+ * payload in slab[i - 1] (NULL when empty). Payloads never move, so the
+ * array can grow without moving them. */
 struct core_log {
 	struct raft_entry *entries;
 	size_t n, cap;
+	struct core_slab **slab;
+	size_t slab_cap;
+	struct core_slab *bump; /* where the next payload is carved */
 	struct core_grave *grave;
 };
 

@@ -1,10 +1,11 @@
 /* The in-memory Raft log and the deferred-free list behind it.
  *
  * The log is a flat array of struct raft_entry starting at index 1 (no
- * compaction yet). Payloads are separate allocations, so committed payloads
- * keep their addresses while the array grows. While the caller holds an
- * update, nothing it may point to is freed or moved: old arrays and dropped
- * payloads wait in struct core_grave until raft_advance().
+ * compaction yet). Payloads are carved from slabs in log order (see struct
+ * core_slab), so committed payloads keep their addresses while the array
+ * grows. While the caller holds an update, nothing it may point to is
+ * freed or moved: old arrays and emptied slabs wait in struct core_grave
+ * until raft_advance().
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -83,13 +84,62 @@ void core_log_init(struct core_log *l, struct core_grave *g)
 	l->grave = g;
 }
 
+/* One fewer entry has its payload in slab; free the slab once empty. */
+static void slab_release(struct core_log *l, struct core_slab *slab, bool now)
+{
+	if (slab == NULL || --slab->live > 0) {
+		return;
+	}
+	if (slab == l->bump) {
+		l->bump = NULL;
+	}
+	if (now) {
+		free(slab);
+	} else {
+		core_grave_free(l->grave, slab);
+	}
+}
+
 void core_log_close(struct core_log *l)
 {
 	for (size_t i = 0; i < l->n; i++) {
-		free(l->entries[i].data);
+		slab_release(l, l->slab[i], true);
+	}
+	if (l->bump != NULL && l->bump->live == 0) {
+		free(l->bump);
 	}
 	free(l->entries);
+	free(l->slab);
 	memset(l, 0, sizeof(*l));
+}
+
+/* Room for len bytes: the current slab, a new one, or one of its own. */
+static struct core_slab *slab_for(struct core_log *l, size_t len)
+{
+	struct core_slab *s = l->bump;
+	size_t cap = CORE_SLAB_SIZE;
+
+	if (s != NULL && s->cap - s->used >= len) {
+		return s;
+	}
+	if (len > CORE_SLAB_SIZE / 4) {
+		cap = len;
+	}
+	s = malloc(sizeof(*s) + cap);
+	if (s == NULL) {
+		return NULL;
+	}
+	s->used = 0;
+	s->cap = cap;
+	s->live = 0;
+	if (cap == CORE_SLAB_SIZE) {
+		/* The old slab lives on while entries point into it. */
+		if (l->bump != NULL && l->bump->live == 0) {
+			core_grave_free(l->grave, l->bump);
+		}
+		l->bump = s;
+	}
+	return s;
 }
 
 raft_index core_log_last(const struct core_log *l)
@@ -121,22 +171,41 @@ int core_log_append(struct core_log *l, raft_term term, uint8_t type,
 		    const void *data, size_t len)
 {
 	struct raft_entry *e;
+	struct core_slab *slab = NULL;
 	void *copy = NULL;
 	int rc;
 
 	assert(term >= core_log_last_term(l));
 	rc = core_grow(l->grave, (void **)&l->entries, &l->cap,
 		       sizeof(*l->entries), l->n + 1);
+	if (rc == RAFT_OK && l->slab_cap < l->cap) {
+		/* Not in any update: a plain realloc will do. */
+		void *v = realloc(l->slab, l->cap * sizeof(*l->slab));
+		if (v == NULL) {
+			rc = RAFT_ENOMEM;
+		} else {
+			l->slab = v;
+			l->slab_cap = l->cap;
+		}
+	}
 	if (rc != RAFT_OK) {
 		return rc;
 	}
 	if (len > 0) {
-		copy = malloc(len);
-		if (copy == NULL) {
+		slab = slab_for(l, len);
+		if (slab == NULL) {
 			return RAFT_ENOMEM;
 		}
+		copy = slab->data + slab->used;
+		/* Keep payloads aligned for callers that cast them. */
+		slab->used += (len + 7) & ~(size_t)7;
+		if (slab->used > slab->cap) {
+			slab->used = slab->cap;
+		}
+		slab->live++;
 		memcpy(copy, data, len);
 	}
+	l->slab[l->n] = slab;
 	e = &l->entries[l->n];
 	e->term = term;
 	e->index = l->n + 1;
@@ -168,7 +237,7 @@ void core_log_truncate(struct core_log *l, raft_index index)
 		 * outstanding update may see the replacing entries. */
 	}
 	for (raft_index i = index; i <= l->n; i++) {
-		core_grave_free(l->grave, l->entries[i - 1].data);
+		slab_release(l, l->slab[i - 1], false);
 	}
 	l->n = index - 1;
 }

@@ -14,6 +14,13 @@
  *   from a majority within an election timeout steps down.
  * - Every APPEND_RESP goes out in msgs_after_persist: it reports entries as
  *   held, and the term it carries may be new, so both must be durable.
+ *   The entries may have come in an earlier update; persists complete in
+ *   order (raft.h), so they are durable by then too.
+ *
+ * TODO(core): an answer to a heartbeat that changed nothing also waits
+ * behind the follower's pending writes, which adds a disk sync to ReadIndex
+ * latency under write load; knowing when the hard state is durable would
+ * let it go at once.
  */
 #include <assert.h>
 #include <stdlib.h>

@@ -3,6 +3,7 @@
 #ifndef RLOG_INTERNAL_H
 #define RLOG_INTERNAL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -44,6 +45,21 @@ struct rlog {
 	bool exited; /* the worker has returned */
 	raft_index compact_to;
 
+	/* The spare segment (spare.c), also under mu. */
+	uv_cond_t prep_cond;
+	uv_thread_t prep_thread;
+	bool prep_started;
+	bool prep_stop;	   /* rlog_close(): stop preparing */
+	bool spare_wanted; /* the preparer should make a spare */
+	int spare_fd;	   /* a ready spare, or -1 */
+	uint64_t spare_size;
+	char spare_name[RLOG_SEG_NAME_LEN]; /* "spare.N.tmp" */
+	unsigned spare_seq;
+	size_t spares_used; /* segments that started as a spare */
+	/* How full the active segment is, in 1/1024ths; the worker stores,
+	 * the preparer paces itself by it (no lock). */
+	atomic_uint fill;
+
 	/* Worker thread only (and rlog_open() before the worker starts). */
 	struct rlog_seg *segs; /* oldest first; the last one is active */
 	size_t n_segs, cap_segs;
@@ -69,6 +85,19 @@ int rlog_seg_create(struct rlog *l, raft_index first, uint64_t size,
 		    char *errmsg, size_t errlen);
 
 int rlog_segs_push(struct rlog *l, raft_index first, raft_index last);
+
+/* The preparer thread: keeps one zero-filled, synced file "spare.N.tmp"
+ * ready for the next segment. Blocks written before cost no extent
+ * conversion when a record lands on them, so each fdatasync of the
+ * segment syncs data only. */
+void rlog_spare_main(void *arg);
+
+/* Ask for a new spare (after taking one, and at open). Takes mu. */
+void rlog_spare_want(struct rlog *l);
+
+/* The ready spare's descriptor (its size in *got, its name copied to
+ * name) when it has at least size bytes, or -1. Takes mu. */
+int rlog_spare_take(struct rlog *l, uint64_t size, uint64_t *got, char *name);
 
 /* Read the directory: metadata, every segment, cutting a torn tail of the
  * last one. Leaves the last segment active. */

@@ -7,6 +7,7 @@
 #ifndef RLOG_IO_H
 #define RLOG_IO_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -19,12 +20,15 @@ struct rlog_io {
 	int (*ftruncate)(int fd, off_t len);
 	int (*renameat)(int dirfd, const char *from, const char *to);
 	int (*unlinkat)(int dirfd, const char *name);
+	/* No spare segments prepared in the background (spare.c): tests
+	 * that count or fail calls want only the worker to make them. */
+	bool no_spare;
 };
 
 /* The table in use; starts as rlog_io_default. Change it while no log is
- * open, or on the loop thread between requests: rlog_write() takes the
- * queue's lock after the change and the worker takes it before its next
- * batch, which orders the two. */
+ * open, or, with no_spare set before the open, on the loop thread between
+ * requests: rlog_write() takes the queue's lock after the change and the
+ * worker takes it before its next batch, which orders the two. */
 extern struct rlog_io rlog_io;
 extern const struct rlog_io rlog_io_default;
 

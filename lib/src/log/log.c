@@ -172,6 +172,54 @@ err_fd:
 	return rc;
 }
 
+/* Make the prepared spare fd (named spare) the segment starting at first:
+ * header, fdatasync (the blocks are already written: data only), rename,
+ * directory fsync; the header is durable before the name is. */
+static int seg_from_spare(struct rlog *l, int fd, const char *spare,
+			  uint64_t size, raft_index first, char *errmsg,
+			  size_t errlen)
+{
+	char name[RLOG_SEG_NAME_LEN];
+	uint8_t hdr[RLOG_SEG_HDR];
+	struct iovec iov = {hdr, sizeof(hdr)};
+	int rc;
+
+	rlog_seg_name(name, first, false);
+	rlog_seg_hdr_encode(hdr, first);
+	if (write_all(fd, &iov, 1, 0) != 0) {
+		rc = io_error(errmsg, errlen, l, spare, "write");
+		goto err_fd;
+	}
+	if (sync_fd(l, fd, true) != 0) {
+		rc = io_error(errmsg, errlen, l, spare, "fdatasync");
+		goto err_fd;
+	}
+	if (rlog_io.renameat(l->dirfd, spare, name) != 0) {
+		rc = io_error(errmsg, errlen, l, spare, "rename");
+		goto err_fd;
+	}
+	if (sync_fd(l, l->dirfd, false) != 0) {
+		rc = io_error(errmsg, errlen, l, ".", "fsync");
+		goto err_fd;
+	}
+	rc = rlog_segs_push(l, first, first - 1);
+	if (rc != RAFT_OK) {
+		snprintf(errmsg, errlen, "out of memory");
+		goto err_fd;
+	}
+	close(l->fd);
+	l->fd = fd;
+	l->tail = RLOG_SEG_HDR;
+	l->seg_alloc = size;
+	rlog_spare_want(l);
+	return RAFT_OK;
+
+err_fd:
+	close(fd);
+	rlog_io.unlinkat(l->dirfd, spare);
+	return rc;
+}
+
 /* ---- worker ---------------------------------------------------------- */
 
 /* Write term and vote: temporary file, fsync, rename, directory fsync. */
@@ -260,9 +308,8 @@ static int queue_write(struct rlog *l, void *p, size_t n)
 /* Start a new segment for the record at index, of rec_size bytes. Rule 2
  * at the top: the current segment is durable first.
  *
- * TODO(log): the new segment is created here, on the write path (a few
- * milliseconds each segment_size bytes); preparing the next one in the
- * background would take that off the requests' latency. */
+ * The spare prepared by spare.c is used when it is ready and large
+ * enough; otherwise the segment is created here with fallocate. */
 static int roll_segment(struct rlog *l, raft_index index, size_t rec_size,
 			char *msg, size_t len)
 {
@@ -271,12 +318,19 @@ static int roll_segment(struct rlog *l, raft_index index, size_t rec_size,
 
 	if (RLOG_SEG_HDR + rec_size > size)
 		size = RLOG_SEG_HDR + rec_size;
+	char spare[RLOG_SEG_NAME_LEN];
+	uint64_t got;
+	int fd;
+
 	rc = flush_writes(l, msg, len);
 	if (rc == RAFT_OK)
 		rc = sync_active(l, msg, len);
-	if (rc == RAFT_OK)
-		rc = rlog_seg_create(l, index, size, msg, len);
-	return rc;
+	if (rc != RAFT_OK)
+		return rc;
+	fd = rlog_spare_take(l, size, &got, spare);
+	if (fd >= 0)
+		return seg_from_spare(l, fd, spare, got, index, msg, len);
+	return rlog_seg_create(l, index, size, msg, len);
 }
 
 /* An empty active segment too small for one record grows instead. */
@@ -485,6 +539,9 @@ static int run_batch(struct rlog *l, struct rlog_req *batch, char *msg,
 		rc = flush_writes(l, msg, len);
 	if (rc == RAFT_OK)
 		rc = sync_active(l, msg, len);
+	atomic_store_explicit(&l->fill,
+			      (unsigned)(l->tail * 1024 / l->seg_alloc),
+			      memory_order_relaxed);
 	return rc;
 }
 
@@ -573,6 +630,10 @@ static void worker_main(void *arg)
 
 static void free_rlog(struct rlog *l)
 {
+	if (l->spare_fd >= 0) {
+		close(l->spare_fd);
+		rlog_io.unlinkat(l->dirfd, l->spare_name);
+	}
 	if (l->fd >= 0)
 		close(l->fd);
 	if (l->dirfd >= 0)
@@ -580,7 +641,6 @@ static void free_rlog(struct rlog *l)
 	free(l->iov);
 	free(l->segs);
 	free(l->dir);
-	free(l);
 }
 
 static void closed_cb(uv_handle_t *h)
@@ -589,11 +649,25 @@ static void closed_cb(uv_handle_t *h)
 	void (*cb)(void *) = l->close_cb;
 	void *arg = l->close_arg;
 
+	free_rlog(l);
 	uv_mutex_destroy(&l->mu);
 	uv_cond_destroy(&l->cond);
-	free_rlog(l);
+	uv_cond_destroy(&l->prep_cond);
+	free(l);
 	if (cb != NULL)
 		cb(arg);
+}
+
+static void stop_preparer(struct rlog *l)
+{
+	if (!l->prep_started)
+		return;
+	uv_mutex_lock(&l->mu);
+	l->prep_stop = true;
+	uv_cond_signal(&l->prep_cond);
+	uv_mutex_unlock(&l->mu);
+	uv_thread_join(&l->prep_thread);
+	l->prep_started = false;
 }
 
 static void async_cb(uv_async_t *a)
@@ -619,6 +693,7 @@ static void async_cb(uv_async_t *a)
 	if (exited && l->thread_started) {
 		uv_thread_join(&l->thread);
 		l->thread_started = false;
+		stop_preparer(l);
 		uv_close((uv_handle_t *)&l->async, closed_cb);
 	}
 }
@@ -648,6 +723,7 @@ int rlog_open(uv_loop_t *loop, const char *dir, const struct rlog_options *o,
 	}
 	l->fd = -1;
 	l->dirfd = -1;
+	l->spare_fd = -1;
 	l->loop = loop;
 	if (o != NULL)
 		l->opts = *o;
@@ -691,14 +767,24 @@ int rlog_open(uv_loop_t *loop, const char *dir, const struct rlog_options *o,
 		rc = RAFT_ENOMEM;
 		goto err_mu;
 	}
-	l->async.data = l;
-	if (uv_async_init(loop, &l->async, async_cb) != 0) {
+	if (uv_cond_init(&l->prep_cond) != 0) {
 		rc = RAFT_ENOMEM;
 		goto err_cond;
 	}
+	l->async.data = l;
+	if (uv_async_init(loop, &l->async, async_cb) != 0) {
+		rc = RAFT_ENOMEM;
+		goto err_prep_cond;
+	}
+	/* Without the preparer the log still works, creating segments with
+	 * fallocate. */
+	l->prep_started =
+	    !rlog_io.no_spare &&
+	    uv_thread_create(&l->prep_thread, rlog_spare_main, l) == 0;
 	if (uv_thread_create(&l->thread, worker_main, l) != 0) {
 		snprintf(errmsg, errlen, "cannot start the log's thread");
 		rc = RAFT_ENOMEM;
+		stop_preparer(l);
 		/* The handle is initialised: it must go through uv_close. */
 		l->exited = true;
 		l->closing = true;
@@ -708,9 +794,13 @@ int rlog_open(uv_loop_t *loop, const char *dir, const struct rlog_options *o,
 		return rc;
 	}
 	l->thread_started = true;
+	atomic_store(&l->fill, (unsigned)(l->tail * 1024 / l->seg_alloc));
+	rlog_spare_want(l);
 	*out = l;
 	return RAFT_OK;
 
+err_prep_cond:
+	uv_cond_destroy(&l->prep_cond);
 err_cond:
 	uv_cond_destroy(&l->cond);
 err_mu:
@@ -719,6 +809,7 @@ err_mu:
 err:
 	rlog_loaded_free(loaded);
 	free_rlog(l);
+	free(l);
 	return rc;
 }
 
@@ -837,6 +928,8 @@ void rlog_close(struct rlog *l, void (*cb)(void *arg), void *arg)
 	l->close_arg = arg;
 	uv_mutex_lock(&l->mu);
 	l->stop = true;
+	l->prep_stop = true;
 	uv_cond_signal(&l->cond);
+	uv_cond_signal(&l->prep_cond);
 	uv_mutex_unlock(&l->mu);
 }

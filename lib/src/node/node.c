@@ -119,9 +119,14 @@ static int check_config(const struct raft_node_config *cfg, char *errmsg,
 		node_errf(errmsg, errlen, "node id 0 is reserved");
 		return RAFT_EINVAL;
 	}
-	if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0' ||
-	    strlen(cfg->data_dir) > 3500) {
+	if (cfg->data_dir == NULL || cfg->data_dir[0] == '\0') {
 		node_errf(errmsg, errlen, "a data directory is required");
+		return RAFT_EINVAL;
+	}
+	if (strlen(cfg->data_dir) > 3500) {
+		node_errf(errmsg, errlen,
+			  "the data directory's path is longer "
+			  "than 3500 bytes");
 		return RAFT_EINVAL;
 	}
 	if (cfg->heartbeat_ticks >= cfg->election_ticks) {
@@ -223,7 +228,9 @@ static int lock_dir(struct raft_node *n, char *errmsg, size_t errlen)
 }
 
 /* Members of the stored cluster become the peer table; the listen address
- * defaults to this node's member address. */
+ * defaults to this node's member address.
+ * TODO(node): membership changes (learners, then joint consensus) need the
+ * core's support first; until then the member list is fixed at bootstrap. */
 static int setup_peers(struct raft_node *n, const struct raft_node_config *cfg,
 		       char *errmsg, size_t errlen)
 {
@@ -307,15 +314,15 @@ static int open_core(struct raft_node *n, char *errmsg, size_t errlen)
 	restore.n_entries = loaded.n_entries;
 	restore.applied = applied;
 	rc = raft_new(&rc_cfg, &restore, &n->core, errmsg, errlen);
-	node_logf(n, RAFT_LOG_INFO,
-		  "msg=\"node started\" id=%llu cluster_id=%llu term=%llu "
-		  "vote=%llu "
-		  "entries=%zu applied=%llu",
-		  (unsigned long long)n->cfg.id,
-		  (unsigned long long)n->cluster.cluster_id,
-		  (unsigned long long)loaded.term,
-		  (unsigned long long)loaded.vote, loaded.n_entries,
-		  (unsigned long long)applied);
+	if (rc == RAFT_OK) {
+		node_logf(n, RAFT_LOG_INFO,
+			  "msg=\"log loaded\" id=%llu term=%llu vote=%llu "
+			  "entries=%zu applied=%llu",
+			  (unsigned long long)n->cfg.id,
+			  (unsigned long long)loaded.term,
+			  (unsigned long long)loaded.vote, loaded.n_entries,
+			  (unsigned long long)applied);
+	}
 	rlog_loaded_free(&loaded);
 	if (rc != RAFT_OK) {
 		rlog_close(n->log, NULL, NULL);
@@ -417,6 +424,13 @@ int raft_node_start(uv_loop_t *loop, const struct raft_node_config *cfg,
 	n->kick.data = n;
 	uv_timer_start(&n->ticker, tick_cb, n->cfg.tick_ms, n->cfg.tick_ms);
 	n->state = NODE_RUNNING;
+	node_logf(n, RAFT_LOG_INFO,
+		  "msg=\"node started\" id=%llu cluster_id=%llu members=%zu "
+		  "peer_addr=%s client_addr=%s tick_ms=%u election_ticks=%u",
+		  (unsigned long long)n->cfg.id,
+		  (unsigned long long)n->cluster.cluster_id, n->n_peers,
+		  n->peer_addr, n->client_addr ? n->client_addr : "-",
+		  n->cfg.tick_ms, n->cfg.election_ticks);
 	*out = n;
 	return RAFT_OK;
 

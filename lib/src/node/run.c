@@ -153,10 +153,12 @@ static void check_leadership(struct raft_node *n)
 	enum raft_role role = raft_role(n->core);
 	raft_term term = raft_current_term(n->core);
 	struct node_proposal **pp = &n->prop_head;
+	struct node_proposal *lost = NULL, **lost_tail = &lost;
 
 	if (role == n->role && term == n->term) {
 		return;
 	}
+	/* Unlink first, answer after: callbacks may propose again. */
 	n->prop_tail = NULL;
 	while (*pp != NULL) {
 		struct node_proposal *p = *pp;
@@ -164,11 +166,19 @@ static void check_leadership(struct raft_node *n)
 		if (p->index > n->queued &&
 		    (role != RAFT_LEADER || p->term != term)) {
 			*pp = p->next;
-			fail_proposal(n, p, RAFT_ELEADERLOST);
+			p->next = NULL;
+			*lost_tail = p;
+			lost_tail = &p->next;
 		} else {
 			n->prop_tail = p;
 			pp = &p->next;
 		}
+	}
+	while (lost != NULL) {
+		struct node_proposal *next = lost->next;
+
+		fail_proposal(n, lost, RAFT_ELEADERLOST);
+		lost = next;
 	}
 }
 
@@ -647,7 +657,11 @@ void node_fail(struct raft_node *n, int rc, const char *what)
 		  "error=\"%s\" detail=\"%s\" action=\"%s\"",
 		  (unsigned long long)n->cfg.id, what, raft_strerror(rc),
 		  detail != NULL ? detail : "-", fail_advice(what, rc));
-	node_fail_pending(n, rc == RAFT_ENOMEM ? RAFT_EIO : rc);
+	rc = rc == RAFT_ENOMEM ? RAFT_EIO : rc;
+	node_fail_pending(n, rc);
+	if (n->cfg.failed != NULL && n->state == NODE_FAILED) {
+		n->cfg.failed(n->cfg.failed_data, rc);
+	}
 }
 
 void node_run_free(struct raft_node *n)
