@@ -54,6 +54,8 @@ import bisect
 from .history import INF, NIL, NONE
 
 READS = ("read", "get")
+# TODO(jepsen): deletes and compare-and-swap are not modelled; the register
+# workload does not issue them.
 WRITES = ("write", "put")
 
 

@@ -29,6 +29,8 @@ import os
 import subprocess
 
 PREFIX = "jl-"
+# TODO(jepsen): fixed names allow one run per machine at a time; a run id
+# in the names (and in the subnet number) would let runs go in parallel.
 BRIDGE_NS = PREFIX + "br"
 CLIENT_NS = PREFIX + "cli"
 
