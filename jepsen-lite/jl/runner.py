@@ -136,10 +136,10 @@ def run_one(name, args, kvd, outroot):
         log("healing")
         nem.heal_all()
         t_heal = time.monotonic()
-        recovery = wait_recovered(cl, 30)
+        recovery = wait_recovered(cl, 60)
         if recovery is None:
             T.check("recovery", False, "cluster did not converge within "
-                    "30 s of healing")
+                    "60 s of healing")
         else:
             recovery -= t_heal
             log("recovered %.2f s after healing" % recovery)
