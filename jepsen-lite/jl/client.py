@@ -259,11 +259,13 @@ class Client:
             except OSError as e:
                 err = "connect %s: %s" % (addr, e)
                 tried.add(addr)
-                addr = self._next(addr, tried)
-                if addr is None or not follow:
+                nxt = self._next(addr, tried)
+                if nxt is None or not follow:
                     return Result("fail", addr=addr, err=err)
+                addr = nxt
                 continue
             try:
+                c.sock.settimeout(max(deadline - time.monotonic(), 0.001))
                 rid = c.send(op, **kw)
             except OSError as e:
                 # Nothing (or a partial frame, which the server drops) was
