@@ -82,14 +82,17 @@ def run_one(name, args, kvd, outroot):
         logf.flush()
 
     T = Context(name, out, seed, time_s, log)
+    T.workload = args.workload or spec.workload
     missing = missing_tools(spec)
+    if spec.registers_only and T.workload != "registers":
+        missing = "%s needs the registers workload" % name
     if missing:
         log("cannot run %s: %s" % (name, missing))
         T.check("run", None, missing)
         logf.close()
         return 2
     log("test %s: %s (nodes %d, %s workload, %d s, seed %d) -> %s" %
-        (name, spec.claim, spec.nodes, spec.workload, time_s, seed, out))
+        (name, spec.claim, spec.nodes, T.workload, time_s, seed, out))
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT,
                                                       signal.SIGTERM)}
     net = netns.Net(spec.nodes)
@@ -124,7 +127,7 @@ def run_one(name, args, kvd, outroot):
                                                             "status.txt"))
         sampler.start()
         T.sampler = sampler
-        wcls = workload.Registers if spec.workload == "registers" else \
+        wcls = workload.Registers if T.workload == "registers" else \
             workload.Set
         wl = wcls(cl, rec, clients=spec.clients, seed=seed,
                   think=spec.think,
@@ -234,7 +237,7 @@ def wait_recovered(cl, deadline_s):
 def check_run(T, spec, out, recovery, log):
     lines = ["test %s: %s" % (T.name, spec.claim),
              "seed %d, %d nodes, %s workload, %d s" %
-             (T.seed, spec.nodes, spec.workload, T.time)]
+             (T.seed, spec.nodes, T.workload, T.time)]
     if recovery is not None:
         lines.append("recovery after healing: %.2f s" % recovery)
     hist_path = os.path.join(out, "history.txt")
@@ -245,7 +248,7 @@ def check_run(T, spec, out, recovery, log):
             ops = history.pair(events)
             t = time.monotonic()
             n_ok = sum(1 for o in ops if o.type == "ok")
-            if spec.workload == "registers":
+            if T.workload == "registers":
                 rs = linear.check(ops)
                 vals = [r.valid for r in rs]
                 v = False if False in vals else (None if None in vals

@@ -9,7 +9,8 @@ from . import client as kvclient
 class Spec:
     def __init__(self, fn, claim, nodes=3, workload="registers", time=20,
                  clients=5, think=0.005, faketime=False, prepare=None,
-                 proxy=False, may_exit=False, fiu=False):
+                 proxy=False, may_exit=False, fiu=False,
+                 registers_only=False):
         self.fn = fn
         self.claim = claim
         self.nodes = nodes
@@ -21,6 +22,8 @@ class Spec:
         self.prepare = prepare
         self.proxy = proxy
         self.fiu = fiu  # nodes run under fiu-run -x (libfiu)
+        # The schedule issues register operations of its own.
+        self.registers_only = registers_only
         self.may_exit = may_exit  # nodes may stop on their own (fail-stop)
 
 
@@ -197,49 +200,57 @@ def slow_follower(T):
               (f, sf["applied"], lid, sl["commit"]))
 
 
+def _random_fault(T, kind):
+    lid, term = T.cluster.leader()
+    ids = T.cluster.ids()
+    fol = [i for i in ids if i != lid]
+    any_f = T.rng.choice(fol)
+    if kind == "halves":
+        T.nem.partition(T.nem.random_halves(), kind)
+    elif kind == "majority-minority":
+        T.rng.shuffle(ids)
+        k = T.rng.randint(1, len(ids) // 2)
+        T.nem.partition([ids[:k], ids[k:]], kind)
+    elif kind == "isolate-leader" and lid:
+        T.nem.partition([[lid], fol], kind)
+    elif kind == "cut-from-leader" and lid:
+        T.nem.cut(lid, any_f)
+        T.nem.cut(any_f, lid)
+    elif kind == "bridge":
+        T.nem.bridge()
+    elif kind == "one-way":
+        a, b = T.rng.sample(ids, 2)
+        T.nem.cut(a, b)
+    elif kind == "kill":
+        T.nem.kill(T.rng.choice(ids))
+    elif kind == "kill-leader" and lid:
+        T.nem.kill(lid)
+    elif kind == "pause-leader" and lid:
+        T.nem.pause(lid)
+    elif kind == "pause-follower":
+        T.nem.pause(any_f)
+    elif kind == "loss":
+        T.nem.loss(any_f, T.rng.choice([10, 30, 50]))
+    elif kind == "duplicate":
+        T.nem.duplicate(T.rng.choice(ids), 20)
+    elif kind == "slow":
+        T.nem.slow(T.rng.choice(ids), 200)
+
+
 def random_faults(T):
     """A random schedule of network, process and link faults on 5 nodes;
-    each lasts a few seconds and is healed before the next."""
+    each lasts a few seconds, a third of the time a second fault joins the
+    first, and both are healed before the next round."""
     kinds = ["halves", "majority-minority", "isolate-leader",
-             "cut-from-leader", "bridge", "one-way", "kill", "pause-leader",
-             "pause-follower", "loss", "duplicate", "slow"]
+             "cut-from-leader", "bridge", "one-way", "kill", "kill-leader",
+             "pause-leader", "pause-follower", "loss", "duplicate", "slow"]
     T.sleep(2)
     while T.left() > 6:
-        kind = T.rng.choice(kinds)
-        lid, term = T.cluster.leader()
-        ids = T.cluster.ids()
-        fol = [i for i in ids if i != lid]
-        any_f = T.rng.choice(fol)
-        if kind == "halves":
-            T.nem.partition(T.nem.random_halves(), kind)
-        elif kind == "majority-minority":
-            T.rng.shuffle(ids)
-            k = T.rng.randint(1, len(ids) // 2)
-            T.nem.partition([ids[:k], ids[k:]], kind)
-        elif kind == "isolate-leader" and lid:
-            T.nem.partition([[lid], fol], kind)
-        elif kind == "cut-from-leader" and lid:
-            T.nem.cut(lid, any_f)
-            T.nem.cut(any_f, lid)
-        elif kind == "bridge":
-            T.nem.bridge()
-        elif kind == "one-way":
-            a, b = T.rng.sample(ids, 2)
-            T.nem.cut(a, b)
-        elif kind == "kill":
-            victim = T.rng.choice(ids)
-            T.nem.kill(victim)
-        elif kind == "pause-leader" and lid:
-            T.nem.pause(lid)
-        elif kind == "pause-follower":
-            T.nem.pause(any_f)
-        elif kind == "loss":
-            T.nem.loss(any_f, T.rng.choice([10, 30, 50]))
-        elif kind == "duplicate":
-            T.nem.duplicate(T.rng.choice(ids), 20)
-        elif kind == "slow":
-            T.nem.slow(T.rng.choice(ids), 200)
-        T.sleep(T.rng.uniform(2, 5))
+        _random_fault(T, T.rng.choice(kinds))
+        T.sleep(T.rng.uniform(1, 3))
+        if T.rng.random() < 1 / 3:
+            _random_fault(T, T.rng.choice(kinds))
+            T.sleep(T.rng.uniform(1, 3))
         T.nem.heal_all()
         T.sleep(T.rng.uniform(1, 3))
 
@@ -341,9 +352,11 @@ def disk_full(T):
 TESTS = {
     "leader-follower-cut": Spec(leader_follower_cut,
                                 leader_follower_cut.__doc__, nodes=5),
-    "leader-pause": Spec(leader_pause, leader_pause.__doc__, time=25),
+    "leader-pause": Spec(leader_pause, leader_pause.__doc__, time=25,
+                         registers_only=True),
     "kill-leader-after-ack": Spec(kill_leader_after_ack,
-                                  kill_leader_after_ack.__doc__),
+                                  kill_leader_after_ack.__doc__,
+                                  registers_only=True),
     "kill-all": Spec(kill_all, kill_all.__doc__, workload="set", time=20),
     "isolate-heal": Spec(isolate_heal, isolate_heal.__doc__, time=40),
     "slow-follower": Spec(slow_follower, slow_follower.__doc__,
