@@ -259,7 +259,7 @@ def check_run(T, spec, out, recovery, log):
                                                time.monotonic() - t))
             else:
                 r = setcheck.check(ops)
-                rep = r.report()
+                rep = r.report(t0)
                 T.check("set", r.valid, "%d ops, checked in %.2f s" %
                         (len(ops), time.monotonic() - t))
             lines.append(rep)

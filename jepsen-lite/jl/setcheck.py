@@ -31,6 +31,7 @@ class SetResult:
         self.disagree = False
         self.incomplete = []
         self.recovered = 0  # info adds present on every node
+        self.adds = {}  # element -> its add Op
 
     @property
     def valid(self):
@@ -40,7 +41,7 @@ class SetResult:
             return None
         return True
 
-    def report(self):
+    def report(self, t0=0):
         v = self.valid
         lines = ["set: %s: %d attempted, %d acknowledged, %d failed, "
                  "%d unknown (%d of those present), final reads from %d "
@@ -51,6 +52,9 @@ class SetResult:
         for node, els in sorted(self.lost.items()):
             lines.append("  node %s lost %d acknowledged adds: %s" %
                          (node, len(els), _short(els)))
+            for e in sorted(els, key=_order)[:5]:
+                if e in self.adds:
+                    lines.append("    " + self.adds[e].describe(t0))
         for node, els in sorted(self.unexpected.items()):
             lines.append("  node %s has %d never-attempted or failed "
                          "elements: %s" % (node, len(els), _short(els)))
@@ -87,6 +91,7 @@ def check(ops, prefix="s"):
             continue
         el = op.key[len(prefix):] if op.key.startswith(prefix) else op.key
         status[el] = op.type
+        r.adds[el] = op
     r.attempted = len(status)
     r.acked = sum(1 for s in status.values() if s == "ok")
     r.failed = sum(1 for s in status.values() if s == "fail")
