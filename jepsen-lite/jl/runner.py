@@ -148,6 +148,10 @@ def run_one(name, args, kvd, outroot):
             log("recovered %.2f s after healing" % recovery)
         wl.stop()
         log("workload: %s" % wl.counts)
+        # With writes stopped the commit index stands still: wait until
+        # every node applied it, so that local final reads are complete.
+        if wait_recovered(cl, 30) is None:
+            log("nodes did not all apply the last commit index within 30 s")
         failed = wl.final_reads()
         if failed:
             T.check("final reads", None, "%d final reads never succeeded" %
