@@ -2,14 +2,16 @@
 
 Every fault is recorded twice: as a nemesis event in the history (process
 "nemesis", f start or stop, key = fault name, value = detail) and as a line
-in nemesis.txt. heal_all() undoes everything: network rules and rate
-limits removed, paused nodes resumed, dead nodes restarted, fake clocks
-reset to real time.
+in nemesis.txt. heal_all() undoes everything: network rules, rate limits
+and delays removed, paused nodes resumed, dead nodes restarted, fake
+clocks reset to real time.
 
-Network faults are nftables rules inside the node namespaces (netns.py);
-process faults are signals to kvd (cluster.py); clock faults need the node
-to run under libfaketime (started with faketime="+0"); disk faults put a
-node's data directory on a small tmpfs and fill it.
+Network faults are nftables rules and tbf qdiscs inside the node
+namespaces (netns.py); delays need the delaying proxies (delayproxy.py,
+started before kvd); process faults are signals to kvd (cluster.py); clock
+faults need the node to run under libfaketime (started with
+faketime="+0"); fsync errors need it to run under fiu-run (libfiu); a
+full disk is a small tmpfs on the node's data directory, filled up.
 """
 
 import os
