@@ -5,6 +5,7 @@
 #   make check-asan   the same under AddressSanitizer + UBSan (build-asan/)
 #   make cluster      start a local 3-node cluster (N=5 for five)
 #   make cluster-stop / cluster-wipe
+#   make jepsen       fault-injection tests on a real cluster (root; T=name)
 #   make install PREFIX=/usr/local DESTDIR=   (and make uninstall)
 #   make docs         HTML API reference into $(BUILD)/docs/html
 #   make fmt          clang-format every C file
@@ -12,7 +13,7 @@
 #   make bench        print benchmark figures
 #   make bench-core   entries/s through three in-memory cores
 #   make mutants      build the simulation against broken cores
-#   make jepsen       fault-injection tests on a real cluster (root; T=name)
+#   make bench-compare  kvd against etcd (REPS=2, QUICK=1; see the script)
 
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
@@ -81,7 +82,7 @@ endif
 
 .PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
 	install uninstall fmt clean bench docs tests bench-kv bench-log \
-	bench-node bench-core mutants jepsen
+	bench-node bench-core mutants bench-compare
 .DEFAULT_GOAL := all
 .SECONDARY:
 
@@ -168,6 +169,11 @@ cluster:
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) N=$(N) scripts/cluster.sh start
 
+# jepsen-lite's named tests (T=<test> for one; see jepsen-lite/README.md).
+.PHONY: jepsen
+jepsen: all
+	jepsen-lite/run $(or $(T),all) --kvd $(BUILD)/bin/kvd
+
 cluster-stop:
 	@BUILD=$(BUILD) scripts/cluster.sh stop
 
@@ -238,8 +244,9 @@ bench-core: $(BUILD)/tests/sim
 mutants:
 	@BUILD=$(BUILD) SAN=$(SAN) tests/sim/mutants.sh
 
-jepsen: all
-	jepsen-lite/run $(or $(T),all) --kvd $(BUILD)/bin/kvd
+# kvd against etcd on this machine; about 10 minutes with REPS=2.
+bench-compare:
+	@BUILD=$(BUILD) scripts/bench-compare.sh
 
 # State machine apply throughput (bench/kv_apply.c).
 $(BUILD)/bench/kv_apply: $(BUILD)/obj/bench/kv_apply.o $(STATIC_LIB)

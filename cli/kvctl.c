@@ -161,6 +161,14 @@ static int reply_exit(const struct kvctl_opts *o, const char *cmd,
 	return code;
 }
 
+static void print_write_json(const struct kv_client_reply *r)
+{
+	printf("{\"ok\":true,\"mod_index\":%llu,\"endpoint\":",
+	       (unsigned long long)r->mod_index);
+	cli_json_string(stdout, r->endpoint, strlen(r->endpoint));
+	printf("}\n");
+}
+
 static int cmd_get(struct kv_client_sync *s, const struct kvctl_opts *o,
 		   const char *key)
 {
@@ -178,6 +186,8 @@ static int cmd_get(struct kv_client_sync *s, const struct kvctl_opts *o,
 		}
 		printf(",\"value_base64\":");
 		cli_json_base64(stdout, r.value, r.value_len);
+		printf(",\"endpoint\":");
+		cli_json_string(stdout, r.endpoint, strlen(r.endpoint));
 		printf(",\"create_index\":%llu,\"mod_index\":%llu,"
 		       "\"version\":%llu}\n",
 		       (unsigned long long)r.create_index,
@@ -211,8 +221,7 @@ static int cmd_put(struct kv_client_sync *s, const struct kvctl_opts *o,
 	kv_client_sync_put(s, key, strlen(key), value, len, &r);
 	code = reply_exit(o, "put", &r);
 	if (code == EXIT_OK && o->json)
-		printf("{\"ok\":true,\"mod_index\":%llu}\n",
-		       (unsigned long long)r.mod_index);
+		print_write_json(&r);
 	kv_client_reply_free(&r);
 	free(buf);
 	return code;
@@ -227,8 +236,7 @@ static int cmd_del(struct kv_client_sync *s, const struct kvctl_opts *o,
 	kv_client_sync_del(s, key, strlen(key), &r);
 	code = reply_exit(o, "del", &r);
 	if (code == EXIT_OK && o->json)
-		printf("{\"ok\":true,\"mod_index\":%llu}\n",
-		       (unsigned long long)r.mod_index);
+		print_write_json(&r);
 	kv_client_reply_free(&r);
 	return code;
 }

@@ -44,12 +44,20 @@ endpoints() {
 	echo "$list"
 }
 
+# Whether process PID runs. A node that has exited but was not reaped yet
+# (its parent, this script, is gone) counts as exited.
+alive() {
+	local st
+	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	[ -n "$st" ] && [ "${st#Z}" = "$st" ]
+}
+
 # The pid of node K if it is running, else nothing.
 node_pid() {
 	local f=$DIR/node$1.pid pid
 	[ -f "$f" ] || return 1
 	pid=$(cat "$f")
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+	if [ -n "$pid" ] && alive "$pid"; then
 		echo "$pid"
 		return 0
 	fi
@@ -146,7 +154,7 @@ stop() {
 	for entry in "${pids[@]}"; do
 		k=${entry%%:*}
 		pid=${entry#*:}
-		while kill -0 "$pid" 2>/dev/null; do
+		while alive "$pid"; do
 			if ((SECONDS >= deadline)); then
 				echo "cluster: node $k (pid $pid) ignored SIGTERM for ${STOP_DEADLINE}s; killing it" >&2
 				kill -KILL "$pid" 2>/dev/null

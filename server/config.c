@@ -25,8 +25,7 @@ struct key {
 	key_setter set;
 };
 
-/* ---- Value parsers ----------------------------------------------------------
- */
+/* ---- Value parsers ------------------------------------------------------ */
 
 static int parse_uint(const char *val, unsigned long long min,
 		      unsigned long long max, unsigned long long *out)
@@ -78,8 +77,7 @@ static int parse_bool(const char *val, bool *out)
 	return -1;
 }
 
-/* ---- Setters ----------------------------------------------------------------
- */
+/* ---- Setters ------------------------------------------------------------ */
 
 static int set_id(struct kvd_config *cfg, const char *val, char *err,
 		  size_t errlen)
@@ -265,6 +263,20 @@ static int set_no_sync(struct kvd_config *cfg, const char *val, char *err,
 	return 0;
 }
 
+static int set_follower_reads(struct kvd_config *cfg, const char *val,
+			      char *err, size_t errlen)
+{
+	if (val == NULL) {
+		cfg->follower_reads = true;
+		return 0;
+	}
+	if (parse_bool(val, &cfg->follower_reads) != 0) {
+		snprintf(err, errlen, "'%s': want true or false", val);
+		return -1;
+	}
+	return 0;
+}
+
 static const struct key keys[] = {
     {"id", "N", "this node's id, one of the ids in --peers", set_id},
     {"data-dir", "DIR",
@@ -292,6 +304,10 @@ static const struct key keys[] = {
      "answers queued for a client that does not read them before it is "
      "disconnected (default 32)",
      set_client_queue},
+    {"follower-reads", NULL,
+     "serve linearizable reads on followers too (ReadIndex through the "
+     "leader) instead of redirecting them to the leader",
+     set_follower_reads},
     {"unsafe-no-sync", NULL,
      "skip fdatasync: loses acknowledged writes on power loss "
      "(benchmarks only)",
@@ -384,8 +400,7 @@ static const struct key *key_find(const char *name)
 	return NULL;
 }
 
-/* ---- The INI file
- * ------------------------------------------------------------ */
+/* ---- The INI file ------------------------------------------------------- */
 
 struct ini_state {
 	struct kvd_config *cfg;
@@ -444,8 +459,7 @@ static int load_file(struct kvd_config *cfg, const char *path)
 	return rv == 0 && !st.failed ? 0 : -1;
 }
 
-/* ---- Flags
- * ------------------------------------------------------------------- */
+/* ---- Flags -------------------------------------------------------------- */
 
 static void build_longopts(struct option *o)
 {

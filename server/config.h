@@ -24,6 +24,7 @@ struct kvd_config {
 	enum raft_log_level log_level;
 	unsigned max_clients;	 /* client connections at once */
 	size_t max_client_queue; /* answer bytes queued per connection */
+	bool follower_reads;	 /* serve linearizable reads on followers */
 	bool no_sync;
 };
 

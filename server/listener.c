@@ -12,16 +12,21 @@
  *   - a frame that does not decode, or a Request with no known op;
  *   - a truncated frame at the end of the stream;
  *   - a client that does not read its answers: once more than max_queue
- *     bytes of answers wait to be written, the connection is closed.
+ *     bytes of answers (each counted with its bookkeeping, so that many
+ *     small answers are bounded as well as a few large ones) wait to be
+ *     written, the connection is closed.
  * Requests still in the store when their connection closes complete
  * normally; their answers are dropped. A client that keeps max_inflight
  * requests in the store is not read from until some complete.
  *
+ * A follower answers writes, and linearizable reads unless follower reads
+ * are on, with RAFT_ENOTLEADER and the leader's id and client address; it
+ * proposes nothing. Serializable reads are answered by any node.
+ *
  * Errors a request can get without a closed connection: RAFT_EINVAL (empty
  * key), RAFT_ETOOBIG (key or value over the store's limits),
- * RAFT_ENOTLEADER with the leader's id and client address (the store
- * proposed nothing), RAFT_EBUSY, RAFT_EUNAVAIL (shutting down or failed;
- * nothing done), and whatever the store's callbacks report.
+ * RAFT_ENOTLEADER (see above), RAFT_EBUSY, RAFT_EUNAVAIL (shutting down or
+ * failed; nothing done), and whatever the store's callbacks report.
  *
  * Connection states:
  *
@@ -50,8 +55,9 @@ struct kvd_conn {
 	uv_shutdown_t shutdown;
 	struct rframe_reader reader;
 	char remote[RAFT_ADDR_MAX];
-	unsigned refs;	 /* the handle, plus one per request in the store */
-	size_t inflight; /* requests in the store */
+	unsigned refs;	  /* the handle, plus one per request in the store */
+	size_t inflight;  /* requests in the store */
+	size_t out_bytes; /* answers queued, not yet written, with costs */
 	bool closing;
 	bool paused; /* reading stopped: too many requests in flight */
 	struct kvd_conn *prev, *next;
@@ -61,13 +67,17 @@ struct kvd_conn {
 struct kvd_req {
 	struct kvd_conn *conn;
 	uint64_t id;
-	enum { REQ_GET, REQ_WRITE } kind;
 };
 
 struct kvd_write {
 	uv_write_t req;
 	uint8_t *buf;
+	size_t cost; /* counted against the connection's queue bound */
 };
+
+/* What an answer costs beyond its bytes: the write request and the
+ * allocator's overhead, so that many tiny answers are bounded too. */
+#define ANSWER_OVERHEAD (sizeof(struct kvd_write) + 64)
 
 struct kvd_listener {
 	uv_loop_t *loop;
@@ -148,14 +158,14 @@ static void conn_abort(struct kvd_conn *conn, enum raft_log_level level,
 	conn_close(conn);
 }
 
-/* ---- Answers
- * ----------------------------------------------------------------- */
+/* ---- Answers ------------------------------------------------------------ */
 
 static void write_cb(uv_write_t *w, int status)
 {
 	struct kvd_write *wr = w->data;
 	struct kvd_conn *conn = w->handle->data;
 
+	conn->out_bytes -= wr->cost;
 	free(wr->buf);
 	free(wr);
 	if (status < 0 && status != UV_ECANCELED && !conn->closing) {
@@ -171,7 +181,7 @@ static void conn_send(struct kvd_conn *conn, Kvpb__Response *m)
 {
 	struct kvd_write *wr;
 	uv_buf_t buf;
-	size_t len, queued;
+	size_t len;
 	int rv;
 
 	if (conn->closing)
@@ -185,10 +195,11 @@ static void conn_send(struct kvd_conn *conn, Kvpb__Response *m)
 		if (rv == RAFT_ENOMEM)
 			goto err_nomem;
 		conn_abort(conn, RAFT_LOG_ERROR, "answer exceeds frame limit",
-			   "bytes=%zu", len);
+			   "bytes=%zu", kvpb__response__get_packed_size(m));
 		return;
 	}
 	wr->req.data = wr;
+	wr->cost = len + ANSWER_OVERHEAD;
 	buf = uv_buf_init((char *)wr->buf, (unsigned)len);
 	rv = uv_write(&wr->req, (uv_stream_t *)&conn->tcp, &buf, 1, write_cb);
 	if (rv != 0) {
@@ -200,11 +211,12 @@ static void conn_send(struct kvd_conn *conn, Kvpb__Response *m)
 		conn_close(conn);
 		return;
 	}
-	queued = uv_stream_get_write_queue_size((uv_stream_t *)&conn->tcp);
-	if (queued > conn->l->o.max_queue)
-		conn_abort(
-		    conn, RAFT_LOG_WARN, "client is not reading its answers",
-		    "queued_bytes=%zu limit=%zu", queued, conn->l->o.max_queue);
+	conn->out_bytes += wr->cost;
+	if (conn->out_bytes > conn->l->o.max_queue)
+		conn_abort(conn, RAFT_LOG_WARN,
+			   "client is not reading its answers",
+			   "queued_bytes=%zu limit=%zu", conn->out_bytes,
+			   conn->l->o.max_queue);
 	return;
 
 err_nomem:
@@ -308,8 +320,7 @@ static void write_done_cb(void *arg, int status, uint64_t index)
 	req_done(req);
 }
 
-/* ---- Requests --------------------------------------------------------------
- */
+/* ---- Requests ----------------------------------------------------------- */
 
 static void answer_status(struct kvd_conn *conn, uint64_t id)
 {
@@ -387,6 +398,16 @@ static void answer_refusal(struct kvd_conn *conn, uint64_t id, int rv,
 	conn_send_error(conn, id, rv, raft_strerror(rv));
 }
 
+/* Whether this node leads now. A leadership lost right after the check
+ * is harmless: the store's read still confirms leadership (ReadIndex). */
+static bool is_leader(struct kv_store *s)
+{
+	struct raft_node_status st;
+
+	memset(&st, 0, sizeof(st));
+	return kv_store_status(s, &st) == RAFT_OK && st.role == RAFT_LEADER;
+}
+
 static void handle_request(struct kvd_conn *conn, const Kvpb__Request *m)
 {
 	struct kv_store *s = conn->l->store;
@@ -423,6 +444,11 @@ static void handle_request(struct kvd_conn *conn, const Kvpb__Request *m)
 		conn_send_error(conn, m->id, RAFT_EINVAL, "empty key");
 		return;
 	}
+	if (m->op_case == KVPB__REQUEST__OP_GET && !m->get->serializable &&
+	    !conn->l->o.follower_reads && !is_leader(s)) {
+		conn_send_not_leader(conn, m->id);
+		return;
+	}
 	req = malloc(sizeof(*req));
 	if (req == NULL) {
 		conn_send_error(conn, m->id, RAFT_ENOMEM, "out of memory");
@@ -430,36 +456,37 @@ static void handle_request(struct kvd_conn *conn, const Kvpb__Request *m)
 	}
 	req->conn = conn;
 	req->id = m->id;
+	/* The request holds the connection from here, so that a callback can
+	 * never find it freed. */
+	conn->refs++;
+	conn->inflight++;
 	switch (m->op_case) {
 	case KVPB__REQUEST__OP_GET:
-		req->kind = REQ_GET;
 		rv = kv_store_get(s, key->data, key->len, m->get->serializable,
 				  read_done_cb, req);
 		break;
 	case KVPB__REQUEST__OP_PUT:
-		req->kind = REQ_WRITE;
 		rv = kv_store_put(s, key->data, key->len, m->put->value.data,
 				  vlen, write_done_cb, req);
 		break;
 	default:
-		req->kind = REQ_WRITE;
 		rv = kv_store_del(s, key->data, key->len, write_done_cb, req);
 		break;
 	}
 	if (rv != RAFT_OK) {
 		free(req);
+		conn->inflight--;
+		conn->refs--; /* the handle's reference remains */
 		answer_refusal(conn, m->id, rv, key->len, vlen);
 		return;
 	}
-	conn->refs++;
-	if (++conn->inflight >= conn->l->o.max_inflight && !conn->paused) {
+	if (conn->inflight >= conn->l->o.max_inflight && !conn->paused) {
 		conn->paused = true;
 		uv_read_stop((uv_stream_t *)&conn->tcp);
 	}
 }
 
-/* ---- Reading ---------------------------------------------------------------
- */
+/* ---- Reading ------------------------------------------------------------ */
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -510,7 +537,9 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			conn_abort(conn, RAFT_LOG_WARN, "truncated frame",
 				   "pending_bytes=%zu", pending);
 		else
-			conn_close(conn);
+			kvd_log(RAFT_LOG_DEBUG, "client disconnected",
+				"remote=%s", conn->remote);
+		conn_close(conn);
 		return;
 	}
 	if (nread < 0) {
@@ -524,8 +553,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	conn_process(conn);
 }
 
-/* ---- Accepting --------------------------------------------------------------
- */
+/* ---- Accepting ---------------------------------------------------------- */
 
 static void remote_name(uv_tcp_t *tcp, char *out, size_t len)
 {
@@ -576,6 +604,8 @@ static void connection_cb(uv_stream_t *server, int status)
 	if (rv == 0)
 		remote_name(&conn->tcp, conn->remote, sizeof(conn->remote));
 	if (rv != 0 || l->draining || l->n_conns >= l->o.max_clients) {
+		/* TODO(kvd): rate-limit this line; a client that reconnects
+		 * in a loop while the limit holds floods the log. */
 		if (rv == 0)
 			kvd_log(
 			    RAFT_LOG_WARN, "refusing client connection",
@@ -594,14 +624,15 @@ static void connection_cb(uv_stream_t *server, int status)
 	l->conns = conn;
 	l->n_conns++;
 	uv_tcp_nodelay(&conn->tcp, 1);
+	kvd_log(RAFT_LOG_DEBUG, "client connected", "remote=%s clients=%zu",
+		conn->remote, l->n_conns);
 	rv = uv_read_start((uv_stream_t *)&conn->tcp, alloc_cb, read_cb);
 	if (rv != 0)
 		conn_abort(conn, RAFT_LOG_WARN, "cannot read", "error=\"%s\"",
 			   uv_strerror(rv));
 }
 
-/* ---- Listener
- * ---------------------------------------------------------------- */
+/* ---- Listener ----------------------------------------------------------- */
 
 static int resolve(const char *addr, struct sockaddr_storage *ss, char *errmsg,
 		   size_t errlen)

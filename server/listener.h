@@ -17,6 +17,8 @@ struct kvd_listener_options {
 	unsigned max_clients; /* connections at once; more are refused */
 	size_t max_queue;     /* answer bytes queued per connection */
 	size_t max_inflight;  /* requests in the store per connection */
+	bool follower_reads;  /* false: a follower redirects linearizable
+				 reads to the leader, as it does writes */
 };
 
 /* Bind and listen. Returns RAFT_OK, RAFT_EINVAL (bad address) or RAFT_EIO

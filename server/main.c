@@ -14,18 +14,18 @@
  *
  * A second signal while stopping exits at once.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "libraft/kv.h"
 #include "listener.h"
 #include "log.h"
-
-#define FAILURE_POLL_MS 500
 
 struct kvd {
 	uv_loop_t loop;
@@ -34,7 +34,6 @@ struct kvd {
 	struct kvd_listener *listener;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
-	uv_timer_t watch; /* notices a node that failed on storage */
 	bool stopping;
 	int exit_code;
 };
@@ -51,7 +50,6 @@ static void listener_closed_cb(void *arg)
 	d->listener = NULL;
 	uv_close((uv_handle_t *)&d->sigterm, handles_closed_cb);
 	uv_close((uv_handle_t *)&d->sigint, handles_closed_cb);
-	uv_close((uv_handle_t *)&d->watch, handles_closed_cb);
 	kvd_log(RAFT_LOG_INFO, "stopped", "id=%llu",
 		(unsigned long long)d->cfg.id);
 }
@@ -72,7 +70,6 @@ static void stop(struct kvd *d, int exit_code, const char *why)
 	d->exit_code = exit_code;
 	kvd_log(exit_code == 0 ? RAFT_LOG_INFO : RAFT_LOG_ERROR,
 		"shutting down", "reason=\"%s\"", why);
-	uv_timer_stop(&d->watch);
 	kvd_listener_drain(d->listener);
 	kv_store_close(d->store, store_closed_cb, d);
 }
@@ -90,21 +87,22 @@ static void signal_cb(uv_signal_t *h, int signum)
 	stop(d, 0, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
-/* The node stops itself after a storage failure (fail-stop); the process
- * follows, so that a supervisor sees it and an operator reads why.
- * TODO(kvd): the store has no failure callback yet, hence the polling. */
-static void watch_cb(uv_timer_t *t)
+/* The node stopped itself after a storage failure (fail-stop) and logged
+ * why; the process follows, so that a supervisor sees it. */
+static void node_failed_cb(void *data, int status)
 {
-	struct kvd *d = t->data;
-	struct raft_node_status st;
+	struct kvd *d = data;
+	char why[128];
 
-	memset(&st, 0, sizeof(st));
-	if (kv_store_status(d->store, &st) == RAFT_OK && st.failed)
-		stop(d, 1, "the node failed on storage; see the lines above");
+	snprintf(why, sizeof(why), "the node failed on storage (%s)",
+		 raft_strerror(status));
+	stop(d, 1, why);
 }
 
-static void fill_store_config(const struct kvd_config *c, struct kv_config *kc)
+static void fill_store_config(struct kvd *d, struct kv_config *kc)
 {
+	const struct kvd_config *c = &d->cfg;
+
 	kv_config_init(kc);
 	kc->node.id = c->id;
 	kc->node.data_dir = c->data_dir;
@@ -121,6 +119,29 @@ static void fill_store_config(const struct kvd_config *c, struct kv_config *kc)
 	kc->node.no_sync = c->no_sync;
 	kc->node.log = kvd_log_hook;
 	kc->node.log_data = NULL;
+	kc->node.failed = node_failed_cb;
+	kc->node.failed_data = d;
+}
+
+/* mkdir -p: the data directory and its missing parents. Returns 0, or -1
+ * with errno set. */
+static int make_dirs(const char *path)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
 }
 
 /* Open the store and the listener. Returns an exit code, 0 to run. */
@@ -131,7 +152,13 @@ static int start(struct kvd *d)
 	char err[512], q[600];
 	int rv;
 
-	fill_store_config(&d->cfg, &kc);
+	if (make_dirs(d->cfg.data_dir) != 0) {
+		kvd_log(RAFT_LOG_ERROR, "cannot create the data directory",
+			"data_dir=%s error=\"%s\"", d->cfg.data_dir,
+			strerror(errno));
+		return 1;
+	}
+	fill_store_config(d, &kc);
 	if (d->cfg.no_sync)
 		kvd_log(RAFT_LOG_WARN, "fdatasync disabled",
 			"detail=\"acknowledged writes can be lost on power "
@@ -148,6 +175,7 @@ static int start(struct kvd *d)
 	lo.max_clients = d->cfg.max_clients;
 	lo.max_queue = d->cfg.max_client_queue;
 	lo.max_inflight = 1024;
+	lo.follower_reads = d->cfg.follower_reads;
 	rv = kvd_listener_start(&d->loop, d->store, &lo, &d->listener, err,
 				sizeof(err));
 	if (rv != RAFT_OK) {
@@ -188,11 +216,9 @@ int main(int argc, char **argv)
 	}
 	uv_signal_init(&d.loop, &d.sigterm);
 	uv_signal_init(&d.loop, &d.sigint);
-	uv_timer_init(&d.loop, &d.watch);
-	d.sigterm.data = d.sigint.data = d.watch.data = &d;
+	d.sigterm.data = d.sigint.data = &d;
 	uv_signal_start(&d.sigterm, signal_cb, SIGTERM);
 	uv_signal_start(&d.sigint, signal_cb, SIGINT);
-	uv_timer_start(&d.watch, watch_cb, FAILURE_POLL_MS, FAILURE_POLL_MS);
 	kvd_log(RAFT_LOG_INFO, "started",
 		"id=%llu client_addr=%s peer_addr=%s data_dir=%s members=%zu "
 		"version=%s",

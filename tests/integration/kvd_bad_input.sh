@@ -9,7 +9,8 @@ cd "$(dirname "$0")/../.." || exit 1
 it_init badinput 23300 3
 # Node 1 queues at most 4 MiB of answers for a client.
 start_node 1 --max-client-queue-mb 4
-start_node 2
+# Node 2 takes at most two clients at once.
+start_node 2 --max-clients 2
 start_node 3
 check "a leader is elected" wait_for 10 have_leader
 ADDR=$(client_addr 1)
@@ -57,6 +58,16 @@ def closed_by_server(s):
         return True
 
 s = socket.create_connection((host, int(port)))
+if case == "max-clients":
+    # Two connections are served; a third is closed at once.
+    s2 = socket.create_connection((host, int(port)))
+    for c in (s, s2):
+        c.sendall(status_request(1))
+        c.settimeout(5)
+        if len(c.recv(4)) == 0:
+            sys.exit(1)
+    s3 = socket.create_connection((host, int(port)))
+    sys.exit(0 if closed_by_server(s3) else 1)
 if case == "garbage":
     s.sendall(frame(b"\xff\xff\xff\xff\xff\xff"))
 elif case == "http":
@@ -85,11 +96,16 @@ elif case == "pipelined":
             answers += 1
     s.close()
     sys.exit(0)
-elif case == "silent":
-    # Ask for a 1 MiB value many times and never read the answers.
+elif case in ("silent", "silent-small"):
+    # Ask for a 1 MiB value many times, or for many small answers, and
+    # never read them.
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.setblocking(False)
-    want = b"".join(get_request(i, b"big", True) for i in range(1, 200))
+    if case == "silent":
+        want = b"".join(get_request(i, b"big", True) for i in range(1, 200))
+    else:
+        want = b"".join(status_request(i) for i in range(1, 200000))
+    lines_before = open(sys.argv[3]).read().count("client is not reading")
     sent = 0
     deadline = time.time() + 5
     while sent < len(want) and time.time() < deadline:
@@ -101,7 +117,7 @@ elif case == "silent":
             break
     while time.time() < deadline:
         with open(sys.argv[3]) as f:
-            if "client is not reading its answers" in f.read():
+            if f.read().count("client is not reading") > lines_before:
                 sys.exit(0)
         time.sleep(0.05)
     sys.exit(1)
@@ -134,6 +150,15 @@ check "a request without an op: the connection is closed" raw unknown-op
 check_out "... with one log line" 1 count "request with an unknown op"
 check "a client that never reads is disconnected" raw silent "$LOG"
 check_out "... with one log line" 1 count "client is not reading its answers"
+check "a client that never reads many small answers is disconnected" \
+	raw silent-small "$LOG"
+check_out "... with one log line" 2 count "client is not reading its answers"
+
+check "a client over --max-clients is turned away" \
+	python3 "$IT_TMP/rawclient.py" "$(client_addr 2)" max-clients
+check "... with a log line" grep -q 'msg="refusing client connection".*reason="too many clients"' "$(log_of 2)"
+check "node 2 serves again once those clients left" \
+	wait_for 5 kvctl_at 2 --timeout 1s status
 
 check_rc "node 1 still takes writes" 0 kvctl_at 1 --timeout 3s put after bad
 check_out "node 1 still serves reads" bad kvctl_at 1 --timeout 3s get after

@@ -14,8 +14,22 @@ check_rc "kvd with an unknown flag exits 2" 2 "$KVD" --frobnicate
 check_rc "kvd with an id outside --peers exits 2" 2 "$KVD" --id 9 \
 	--data-dir "$IT_TMP/x" --client-addr 127.0.0.1:1 --peers "$IT_PEERS"
 check_rc "kvd --help exits 0" 0 "$KVD" --help
+printf 'id = 1\nfrobnicate = yes\n' >"$IT_TMP/bad.ini"
+check_rc "kvd with an unknown key in its config file exits 2" 2 \
+	"$KVD" --config "$IT_TMP/bad.ini"
+check_rc "kvd with a config file that does not exist exits 2" 2 \
+	"$KVD" --config "$IT_TMP/missing.ini"
+check_rc "kvd with --heartbeat-ticks not below --election-ticks exits 2" 2 \
+	"$KVD" --id 1 --data-dir "$IT_TMP/x" --client-addr 127.0.0.1:1 \
+	--peers "$IT_PEERS" --election-ticks 5 --heartbeat-ticks 5
 check_rc "kvctl with an unknown command exits 2" 2 "$KVCTL" frob
 check_rc "kvctl get without a key exits 2" 2 "$KVCTL" get
+check_rc "kvctl --timeout 0 exits 2" 2 "$KVCTL" --timeout 0 get k
+check_rc "kvctl --timeout 5h exits 2" 2 "$KVCTL" --timeout 5h get k
+check_rc "kvctl --endpoints with an empty entry exits 2" 2 \
+	"$KVCTL" --endpoints 127.0.0.1:1,,127.0.0.1:2 get k
+check_rc "kvctl --endpoints without a port exits 2" 2 \
+	"$KVCTL" --endpoints localhost get k
 
 # Node 1 reads its settings from a config file; the others from flags.
 cat >"$IT_TMP/node1.ini" <<EOF
@@ -28,13 +42,15 @@ peers = $IT_PEERS
 tick-ms = 50
 log-level = info
 EOF
-start_proc 1 "$KVD" --config "$IT_TMP/node1.ini"
+start_proc 1 "$KVD" --config "$IT_TMP/node1.ini" --log-level debug
 start_node 2
-start_node 3
+start_node 3 --follower-reads
 leader=$(wait_leader 10)
 check "a leader is elected" [ -n "$leader" ]
 check_rc "the node started from a config file answers status" 0 \
 	kvctl_at 1 --timeout 2s status
+check "a flag overrides the file (--log-level debug over info)" \
+	grep -q 'level=debug msg="client connected"' "$(log_of 1)"
 
 # Writes through one node are read through every other.
 check_rc "put through node 2" 0 kvctl_at 2 put greeting hello
@@ -44,6 +60,17 @@ for k in 1 2 3; do
 done
 check_out "serializable get through node 3 (after a linearizable one)" \
 	hello kvctl_at 3 --serializable get greeting
+# shellcheck disable=SC2317 # called through check_out
+answered_by() {
+	"$KVCTL" --endpoints "$(client_addr "$1")" --json get greeting |
+		python3 -c 'import json, sys; print(json.load(sys.stdin)["endpoint"])'
+}
+follower=1
+[ "$leader" = 1 ] && follower=2
+check_out "a follower redirects a linearizable read to the leader" \
+	"$(client_addr "$leader")" answered_by "$follower"
+check_out "a node with --follower-reads serves linearizable reads itself" \
+	"$(client_addr 3)" answered_by 3
 
 # Delete, and what a missing key looks like.
 check_rc "del through node 3" 0 kvctl_at 3 del greeting

@@ -85,6 +85,29 @@ check_out "it serves linearizable reads again" after-failover \
 leader=$(wait_leader 10)
 check "one leader agreed on after the restart" [ -n "$leader" ]
 
+# A clean stop of the leader (SIGTERM) under the same stream of writes:
+# writes carry on; those in flight at the stop may be unknown.
+rm -f "$IT_TMP/stop-writer"
+: >"$IT_TMP/writes"
+writer &
+writer_pid=$!
+check "writes are acknowledged before the stop" wait_for 10 acked_at_least 10
+t0=$(now_ms)
+stop_node "$leader" TERM
+check "the stopped leader exited 0" [ "$STOP_RC" = 0 ]
+before=$(acked)
+wait_for 10 acked_at_least $((before + 1))
+echo "leader stop: the next write was acknowledged $(($(now_ms) - t0)) ms after SIGTERM to leader $leader (polled every 100 ms)"
+check "writes carry on after the leader stopped" \
+	wait_for 10 acked_at_least $((before + 10))
+touch "$IT_TMP/stop-writer"
+wait "$writer_pid"
+n_other=$(grep -vcE ' (0|4)$' "$IT_TMP/writes")
+check "no write failed except as unknown during the stop" [ "$n_other" = 0 ]
+start_node "$leader"
+leader=$(wait_leader 10)
+check "a leader is agreed on after the stopped node is back" [ -n "$leader" ]
+
 # Lose the quorum: stop the leader and one follower at once.
 survivor=""
 others=()

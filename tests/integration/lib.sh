@@ -215,7 +215,13 @@ now_ms() {
 	date +%s%3N
 }
 
+no_sanitizer_reports() {
+	! grep -lE 'runtime error|AddressSanitizer|LeakSanitizer' \
+		"$IT_TMP"/node*.log
+}
+
 it_finish() {
+	check "no sanitizer report in any node's log" no_sanitizer_reports
 	echo "$it_passed passed, $it_failed failed"
 	[ "$it_failed" = 0 ]
 	exit $?

@@ -17,7 +17,8 @@
 enum fake_mode {
 	FAKE_ANSWER,	 /* serve from a one-key map; get answers key bytes
 			    when the key was never put */
-	FAKE_NOT_LEADER, /* answer "not leader", with hint if set */
+	FAKE_NOT_LEADER, /* answer `code` (default "not leader"), with hint
+			    if set */
 	FAKE_DROP,	 /* close the connection on the first request */
 	FAKE_SILENT,	 /* never answer */
 	FAKE_REVERSE,	 /* hold `batch` requests, answer them in reverse */
@@ -40,6 +41,7 @@ struct fake {
 	char addr[64];
 	enum fake_mode mode;
 	char hint[64];
+	int code;
 	size_t batch;
 	int received; /* requests decoded */
 	int writes;   /* puts and deletes among them */
@@ -103,7 +105,7 @@ static void fake_answer(struct fake_conn *fc, const Kvpb__Request *req)
 	m.id = req->id;
 	if (fc->f->mode == FAKE_NOT_LEADER &&
 	    req->op_case != KVPB__REQUEST__OP_STATUS) {
-		m.code = RAFT_ENOTLEADER;
+		m.code = fc->f->code != 0 ? fc->f->code : RAFT_ENOTLEADER;
 		m.leader_addr = fc->f->hint;
 		m.leader_id = fc->f->hint[0] != '\0' ? 9 : 0;
 	} else if (req->op_case == KVPB__REQUEST__OP_GET) {
@@ -264,7 +266,8 @@ static void outcome_cb(void *arg, const struct kv_client_result *res)
 	o->unknown = res->unknown;
 	ck_assert_ptr_nonnull(res->error);
 	ck_assert_uint_le(res->value_len, sizeof(o->value));
-	memcpy(o->value, res->value, res->value_len);
+	if (res->value_len > 0)
+		memcpy(o->value, res->value, res->value_len);
 	o->value_len = res->value_len;
 	snprintf(o->endpoint, sizeof(o->endpoint), "%s", res->endpoint);
 	if (res->status != NULL)
@@ -383,6 +386,33 @@ START_TEST(test_leader_hint_is_followed_to_a_new_endpoint)
 	ck_assert_int_eq(f[1].writes, 1);
 	ck_assert_uint_eq(kv_client_n_endpoints(c), 2);
 	ck_assert_str_eq(kv_client_endpoint(c, 1), f[1].addr);
+	teardown(&loop, c, f, 2);
+}
+END_TEST
+
+/* A node that answers "unavailable" (shutting down) proposed nothing: the
+ * write goes to the next endpoint and succeeds there. */
+START_TEST(test_unavailable_answer_moves_a_write_to_the_next_endpoint)
+{
+	uv_loop_t loop;
+	struct fake f[2];
+	struct outcome o = {0};
+	struct kv_client *c;
+	const char *eps[2];
+
+	uv_loop_init(&loop);
+	fake_start(&f[0], &loop, FAKE_NOT_LEADER);
+	f[0].code = RAFT_EUNAVAIL;
+	fake_start(&f[1], &loop, FAKE_ANSWER);
+	eps[0] = f[0].addr;
+	eps[1] = f[1].addr;
+	c = client_new(&loop, eps, 2, 2000);
+	ck_assert_int_eq(kv_client_put(c, "k", 1, "v", 1, outcome_cb, &o), 0);
+	run_until(&loop, &o, 1);
+	ck_assert_int_eq(o.rc, RAFT_OK);
+	ck_assert(!o.unknown);
+	ck_assert_int_eq(f[0].writes, 1);
+	ck_assert_int_eq(f[1].writes, 1);
 	teardown(&loop, c, f, 2);
 }
 END_TEST
@@ -515,6 +545,31 @@ START_TEST(test_no_leader_anywhere_fails_unavailable_at_the_deadline)
 	ck_assert_uint_ge(uv_now(&loop) - start, 400);
 	ck_assert_int_ge(f[0].writes + f[1].writes, 3);
 	teardown(&loop, c, f, 2);
+}
+END_TEST
+
+/* A shorter timeout set on the client applies to the requests submitted
+ * after it, which then expire before earlier ones. */
+START_TEST(test_timeout_change_applies_to_later_requests)
+{
+	uv_loop_t loop;
+	struct fake f;
+	struct outcome o[2] = {0};
+	struct kv_client *c;
+	const char *eps[1];
+
+	uv_loop_init(&loop);
+	fake_start(&f, &loop, FAKE_SILENT);
+	eps[0] = f.addr;
+	c = client_new(&loop, eps, 1, 3000);
+	ck_assert_int_eq(kv_client_get(c, "a", 1, false, outcome_cb, &o[0]), 0);
+	kv_client_set_timeout(c, 100);
+	ck_assert_int_eq(kv_client_get(c, "b", 1, false, outcome_cb, &o[1]), 0);
+	run_until(&loop, &o[1], 1);
+	ck_assert_int_eq(o[1].rc, RAFT_ETIMEDOUT);
+	ck_assert(!o[0].done);
+	teardown(&loop, c, &f, 1);
+	ck_assert_int_eq(o[0].rc, RAFT_ESHUTDOWN);
 }
 END_TEST
 
@@ -656,12 +711,15 @@ static Suite *client_suite(void)
 	tcase_add_test(tc, test_put_and_get_succeed_on_a_healthy_endpoint);
 	tcase_add_test(tc, test_leader_hint_is_followed_to_a_new_endpoint);
 	tcase_add_test(tc, test_refused_endpoint_is_skipped);
+	tcase_add_test(
+	    tc, test_unavailable_answer_moves_a_write_to_the_next_endpoint);
 	tcase_add_test(tc,
 		       test_write_lost_after_sending_is_unknown_and_not_resent);
 	tcase_add_test(tc, test_read_lost_after_sending_is_retried_elsewhere);
 	tcase_add_test(tc, test_unanswered_write_times_out_as_unknown);
 	tcase_add_test(
 	    tc, test_no_leader_anywhere_fails_unavailable_at_the_deadline);
+	tcase_add_test(tc, test_timeout_change_applies_to_later_requests);
 	tcase_add_test(tc, test_answers_out_of_order_reach_their_requests);
 	tcase_add_test(tc, test_close_fails_inflight_requests);
 	tcase_add_test(tc, test_status_asks_only_the_named_endpoint);

@@ -739,6 +739,33 @@ START_TEST(test_flipped_bit_in_a_segment_header_is_corruption)
 }
 END_TEST
 
+/* A missing middle segment leaves a gap in the indexes: corruption,
+ * naming the segment after the gap and what index was expected. */
+START_TEST(test_gap_between_segments_is_corruption)
+{
+	struct fx f;
+	char cmd[256], names[3][64];
+	FILE *p;
+
+	fx_init(&f, 4096);
+	fx_fill(&f, 100);
+	snprintf(cmd, sizeof(cmd), "ls %s | grep '\\.seg$' | sort | head -3",
+		 f.dir);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_ptr_nonnull(fgets(names[i], sizeof(names[i]), p));
+		names[i][strcspn(names[i], "\n")] = '\0';
+	}
+	pclose(p);
+	snprintf(cmd, sizeof(cmd), "%s/%s", f.dir, names[1]);
+	ck_assert_int_eq(unlink(cmd), 0);
+	expect_corrupt(&f, names[2], 16);
+	ck_assert_msg(strstr(f.err, "expected") != NULL, "%s", f.err);
+	fx_done(&f);
+}
+END_TEST
+
 /* A flipped bit in the metadata file is corruption, not a reset of term
  * and vote. */
 START_TEST(test_flipped_bit_in_the_metadata_file_is_corruption)
@@ -1506,6 +1533,7 @@ static Suite *log_suite(void)
 	tcase_add_test(tc, test_bad_record_in_an_earlier_segment_is_corruption);
 	tcase_add_test(tc, test_flipped_bit_in_a_segment_header_is_corruption);
 	tcase_add_test(tc, test_flipped_bit_in_the_metadata_file_is_corruption);
+	tcase_add_test(tc, test_gap_between_segments_is_corruption);
 	tcase_add_test(tc, test_missing_metadata_with_entries_is_corruption);
 	tcase_add_test(tc, test_garbage_after_the_last_good_record_is_cut);
 

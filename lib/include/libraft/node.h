@@ -3,7 +3,12 @@
  * A node joins the pure core (raft.h) to a durable log on disk, a TCP
  * transport to its peers, and a state machine the caller supplies. All
  * callbacks run on the loop thread, except struct raft_fsm's apply, which
- * runs on a libuv worker thread (one call at a time, in log order).
+ * runs on a libuv worker thread (one call at a time, in log order), and
+ * fsm->applied, which runs once inside raft_node_start() on the thread that
+ * calls it. The loop thread goes on running other callbacks while apply
+ * works, so a state machine that the caller also reads on the loop thread
+ * (after raft_node_read(), say) is read and written at the same time: see
+ * struct raft_fsm.
  *
  * The life of a proposal:
  *
@@ -38,15 +43,18 @@
 extern "C" {
 #endif
 
+/* Severity of a line given to the log hook. */
 enum raft_log_level {
-	RAFT_LOG_DEBUG = 0,
-	RAFT_LOG_INFO = 1,
-	RAFT_LOG_WARN = 2,
-	RAFT_LOG_ERROR = 3,
+	RAFT_LOG_DEBUG = 0, /* detail for developers */
+	RAFT_LOG_INFO = 1,  /* start, stop, role and term changes */
+	RAFT_LOG_WARN = 2,  /* something failed and was retried or dropped */
+	RAFT_LOG_ERROR = 3, /* the node stopped; the line says what to do */
 };
 
-/* Log hook. msg is a line of key=value pairs without a newline, valid only
- * during the call. Called on the loop thread. With no hook installed the
+/* Log hook. data is raft_node_config.log_data. msg is a line of key=value
+ * pairs without a newline, at most 1023 bytes, valid only during the call.
+ * Called on the loop thread (and inside raft_node_start(), on its caller's
+ * thread); it must not call back into the node. With no hook installed the
  * library prints nothing. */
 typedef void (*raft_log_fn)(void *data, enum raft_log_level level,
 			    const char *msg);
@@ -56,8 +64,8 @@ typedef void (*raft_log_fn)(void *data, enum raft_log_level level,
 
 /* One voting member: its id and the address peers connect to. */
 struct raft_member {
-	raft_id id;
-	char addr[RAFT_ADDR_MAX]; /* "host:port" */
+	raft_id id;		  /* non-zero, unique in the cluster */
+	char addr[RAFT_ADDR_MAX]; /* "host:port", NUL-terminated, no spaces */
 };
 
 /* Result of applying one entry, handed back to the proposer. */
@@ -71,19 +79,38 @@ struct raft_fsm_result {
 
 /* A state machine. Every function pointer is required unless noted. The
  * node never opens or closes the state machine: the caller does, before
- * raft_node_start() and after raft_node_close()'s callback. */
+ * raft_node_start() and after raft_node_close()'s callback. The caller owns
+ * the struct; it must stay valid and unchanged until that callback.
+ *
+ * Threads: apply runs on a libuv worker thread while the loop thread goes
+ * on. Proposal and read callbacks, and anything else the caller runs on
+ * the loop, may read the state machine while a later batch is being
+ * applied: after raft_node_read() completes, the entries through its index
+ * are applied, but apply may already be writing the next ones. The state
+ * machine must make its own reads safe against a concurrent apply (a
+ * read transaction, a lock); the node takes no lock around apply. */
 struct raft_fsm {
-	void *data;
-	/* Index of the last entry durably applied, read once at start. */
+	void *data; /* the state machine's own; the node never touches it */
+	/* Store in *index the index of the last entry durably applied (0 for
+	 * none). Called once, inside raft_node_start() on its caller's thread,
+	 * before any apply; committed entries at or below that index are not
+	 * handed to apply again. A non-zero return (a raft_error code) makes
+	 * raft_node_start() fail with it. */
 	int (*applied)(struct raft_fsm *fsm, raft_index *index);
 	/* Apply entries in order and make them (and the applied index) durable
-	 * as one unit. Runs on a worker thread. results has room for n and is
-	 * zeroed before the call; the entries include no-ops, which change
-	 * nothing but the applied index. A non-zero return (a raft_error code)
-	 * stops the node (fail-stop). */
+	 * as one unit. Runs on a worker thread, one call at a time: the next
+	 * batch starts only after the loop thread has handled the end of this
+	 * one. entries (n >= 1, contiguous, in log order) and their payloads
+	 * are the node's and valid only during the call. results has room for
+	 * n and is zeroed before the call; results[i] answers entries[i]. The
+	 * entries include no-ops, which change nothing but the applied index.
+	 * A non-zero return (a raft_error code) stops the node (fail-stop):
+	 * RAFT_ENOSPC is reported as such, any other code as RAFT_EIO, and the
+	 * batch's results are freed unread. */
 	int (*apply)(struct raft_fsm *fsm, const struct raft_entry *entries,
 		     size_t n, struct raft_fsm_result *results);
-	/* Optional; reserved for snapshots. NULL means not supported. */
+	/* Optional; reserved for snapshots, and never called by this version.
+	 * NULL means not supported. */
 	int (*snapshot)(struct raft_fsm *fsm, void **buf, size_t *len);
 	int (*restore)(struct raft_fsm *fsm, const void *buf, size_t len);
 };
@@ -105,13 +132,18 @@ struct raft_fsm {
 #define RAFT_NODE_DEFAULT_MAX_PENDING	  4096
 #define RAFT_NODE_DEFAULT_READ_TIMEOUT_MS 5000
 
-/* The node stopped after a storage or state machine failure (fail-stop).
- * Called once, on the loop thread, after every pending request has failed
- * and the failure has been logged; status is RAFT_EIO or RAFT_ENOSPC. The
+/* The node stopped after a storage or state machine failure, or ran out of
+ * memory where dropping work would lose an acknowledgement (fail-stop).
+ * data is raft_node_config.failed_data. Called once, on the loop thread,
+ * after every pending request has failed with status and the failure has
+ * been logged at RAFT_LOG_ERROR; status is RAFT_EIO or RAFT_ENOSPC. The
  * node stays allocated and answers status calls: close it. May call
  * raft_node_close(). */
 typedef void (*raft_node_failed_fn)(void *data, int status);
 
+/* How a node runs. Fill it with raft_node_config_init(), then set at least
+ * id, data_dir, members (at the first start) and fsm. Zero numeric fields
+ * take the defaults above. raft_node_start() copies what it keeps. */
 struct raft_node_config {
 	raft_id id;		 /* this node; non-zero, one of members */
 	const char *data_dir;	 /* log and metadata live here; created if
@@ -123,12 +155,14 @@ struct raft_node_config {
 	const struct raft_member *members; /* required at the first start;
 					      later optional, and checked
 					      against the stored list */
-	size_t n_members;
+	size_t n_members;	 /* entries in members; 0 after the first start
+				    to use the stored list */
 	uint64_t cluster_id;	 /* 0: derive from the members on first start */
 	unsigned tick_ms;	 /* default 50 */
 	unsigned election_ticks; /* default 10 */
 	unsigned heartbeat_ticks; /* default 1; below election_ticks */
-	size_t segment_size;	  /* log segment bytes; default 64 MiB */
+	size_t segment_size;	  /* log segment bytes; default 64 MiB,
+				     at least 4 KiB */
 	size_t max_entry_size;	  /* largest proposal; default 1 MiB + 4 KiB */
 	size_t max_pending; /* proposals + reads in flight; default 4096 */
 	unsigned read_timeout_ms; /* a read not ready by then fails with
@@ -136,119 +170,147 @@ struct raft_node_config {
 	uint64_t seed;		  /* election jitter; 0: from id and time */
 	bool no_sync;		  /* unsafe: skip fdatasync (benchmarks only) */
 	struct raft_fsm *fsm;	  /* required; the caller owns it */
-	raft_log_fn log;
-	void *log_data;
+	raft_log_fn log;	    /* optional log hook; NULL: silent */
+	void *log_data;		    /* passed to log as data */
 	raft_node_failed_fn failed; /* optional */
-	void *failed_data;
+	void *failed_data;	    /* passed to failed as data */
 };
 
-/* Fill cfg with the defaults above; every pointer NULL, every id 0. */
+/* Fill cfg with the defaults above; every pointer NULL, every id 0, every
+ * flag false. Never fails. */
 RAFT_API void raft_node_config_init(struct raft_node_config *cfg);
 
 struct raft_node;
 
 /* Open the data directory, check or store the cluster configuration, load
  * the log, start the transport and the tick timer on loop. cfg is copied
- * (strings and members included); cfg->fsm must stay valid until close.
- * Blocking (reads the log); call it before or between loop runs, or from a
- * loop callback.
+ * (strings and members included) and may be freed on return; cfg->fsm and
+ * cfg->log_data and cfg->failed_data are kept as pointers and must stay
+ * valid until close. The node is the caller's until raft_node_close().
+ * Blocking (reads the log); call it on the loop's thread, before or between
+ * loop runs, or from a loop callback. Calls fsm->applied() and the log
+ * hook on the calling thread.
  *
  * Returns RAFT_OK and *out, or:
- *   RAFT_EINVAL    a bad config (no fsm, id not a member, id 0, a member
- *                  twice, no members at the first start, heartbeat_ticks
- *                  not below election_ticks);
+ *   RAFT_EINVAL    a bad config (loop, cfg or out NULL; no fsm, or one
+ *                  without applied or apply; id 0 or not a member; no
+ *                  data_dir, or one over 3500 bytes; a member with id 0,
+ *                  listed twice or without a valid address, or over
+ *                  RAFT_MAX_PEERS members; no members at the first start;
+ *                  heartbeat_ticks not below election_ticks; a bad peer or
+ *                  client address; segment_size below 4 KiB; a stored log
+ *                  the core refuses);
  *   RAFT_EMISMATCH members or cluster_id differ from those stored at the
  *                  first start;
  *   RAFT_EBUSY     another node (in this process or another) holds the
  *                  data directory;
  *   RAFT_ECORRUPT  the log or the stored configuration is damaged;
  *   RAFT_EIO       the data directory or the listen address is unusable;
+ *   RAFT_ENOSPC    no space to create the log or the configuration;
  *   RAFT_ENOMEM;
  *   or the error of fsm->applied().
  * errmsg (errlen bytes, may be NULL) then says what was wrong and what to
  * do about it. Nothing is left running on error, but a log opened before
  * the failure finishes closing on the loop: run the loop once more before
- * uv_loop_close(). */
+ * uv_loop_close(). *out is untouched on error. */
 RAFT_API int raft_node_start(uv_loop_t *loop,
 			     const struct raft_node_config *cfg,
 			     struct raft_node **out, char *errmsg,
 			     size_t errlen);
 
-/* Outcome of a proposal, on the loop thread. status is RAFT_OK once the
- * entry is committed and applied here; then index is its log index and
- * result is the state machine's result (valid during the call; the callee
- * takes result->ptr). Otherwise result is NULL and status is
- * RAFT_ELEADERLOST (outcome unknown: the entry may still commit),
- * RAFT_EIO / RAFT_ENOSPC (the node failed; see the log) or RAFT_ESHUTDOWN
- * (the node is closing; outcome unknown). */
+/* Outcome of a proposal, on the loop thread. arg is the one given to
+ * raft_node_propose(). status is RAFT_OK once the entry is committed and
+ * applied here; then index is its log index and result is the state
+ * machine's result (valid during the call; the callee takes result->ptr
+ * and must free() it if not NULL). Otherwise index is 0, result is NULL and
+ * status is RAFT_ELEADERLOST (this node stopped leading the entry's term
+ * before it was committed, or its index now holds another term's entry:
+ * the outcome is unknown, the entry may still commit), RAFT_EIO /
+ * RAFT_ENOSPC (the node failed; see the log) or RAFT_ESHUTDOWN (the node
+ * is closing; outcome unknown). The callback may call the node again,
+ * raft_node_close() included. */
 typedef void (*raft_node_propose_cb)(void *arg, int status, raft_index index,
 				     struct raft_fsm_result *result);
 
-/* Propose data (copied) as a command entry. cb is called exactly once,
- * never from inside this call, unless this returns an error.
+/* Propose data (len bytes, copied before the call returns; NULL only when
+ * len is 0) as a command entry. Loop thread only. cb is called exactly
+ * once, never from inside this call, unless this returns an error.
  *
  * Returns RAFT_OK, or without calling cb:
  *   RAFT_ENOTLEADER  this node is not the leader; raft_node_status() names
  *                    the leader (0 when unknown) and its client address;
  *   RAFT_ETOOBIG     len exceeds max_entry_size;
- *   RAFT_EINVAL      cb is NULL;
- *   RAFT_EBUSY       max_pending requests are in flight, or the leader is
- *                    stepping down: retry later;
+ *   RAFT_EINVAL      cb is NULL, or data is NULL with len > 0;
+ *   RAFT_EBUSY       max_pending requests are in flight: retry later;
  *   RAFT_ESHUTDOWN   the node is closing or has failed;
  *   RAFT_ENOMEM. */
 RAFT_API int raft_node_propose(struct raft_node *n, const void *data,
 			       size_t len, raft_node_propose_cb cb, void *arg);
 
-/* Outcome of a read, on the loop thread. On RAFT_OK the state machine has
- * applied through index, which is at least the cluster's commit index when
- * the read was issued: reading the state machine now is linearizable.
- * Otherwise: RAFT_ENOTLEADER (the leader refused or none is known),
- * RAFT_ELEADERLOST (leadership changed before the read was confirmed),
- * RAFT_ETIMEDOUT (not confirmed within read_timeout_ms), RAFT_EIO (the node
- * failed) or RAFT_ESHUTDOWN. */
+/* Outcome of a read, on the loop thread. arg is the one given to
+ * raft_node_read(). On RAFT_OK the state machine has applied through
+ * index, which is at least the cluster's commit index when the read was
+ * issued: reading the state machine now is linearizable (apply may be
+ * writing later entries meanwhile; see struct raft_fsm). Otherwise index
+ * is 0 and status is RAFT_ELEADERLOST (the leader was lost or changed, or
+ * refused because it no longer leads, or did not answer within two
+ * election timeouts), RAFT_ETIMEDOUT (not ready within read_timeout_ms),
+ * RAFT_EIO / RAFT_ENOSPC (the node failed) or RAFT_ESHUTDOWN (the node is
+ * closing). The callback may call the node again, raft_node_close()
+ * included. */
 typedef void (*raft_node_read_cb)(void *arg, int status, raft_index index);
 
 /* Start a linearizable read (ReadIndex). Works on followers too: the
- * request is forwarded to the leader. cb is called exactly once, never
- * from inside this call, unless this returns an error.
+ * request is forwarded to the leader. Loop thread only. cb is called
+ * exactly once, never from inside this call, unless this returns an error.
  *
- * Returns RAFT_OK, or without calling cb: RAFT_ENOTLEADER (no leader is
- * known), RAFT_EINVAL (cb NULL), RAFT_EBUSY, RAFT_ESHUTDOWN, RAFT_ENOMEM. */
+ * Returns RAFT_OK, or without calling cb: RAFT_ENOTLEADER (this node is not
+ * the leader and knows none), RAFT_EINVAL (cb NULL), RAFT_EBUSY
+ * (max_pending requests are in flight), RAFT_ESHUTDOWN (closing or
+ * failed), RAFT_ENOMEM. */
 RAFT_API int raft_node_read(struct raft_node *n, raft_node_read_cb cb,
 			    void *arg);
 
+/* What a node knows of one member. */
 struct raft_node_peer_status {
-	raft_id id;
+	raft_id id;			 /* the member */
 	char addr[RAFT_ADDR_MAX];	 /* peer address */
 	char client_addr[RAFT_ADDR_MAX]; /* advertised; "" when unknown */
-	raft_index match;		 /* replicated through (leader only) */
+	raft_index match;		 /* replicated through (leader only;
+					    for this node: durable through) */
 	bool connected; /* outbound connection up; true for this node */
 };
 
+/* A snapshot of a node, for monitoring and client redirects. */
 struct raft_node_status {
-	raft_id id;
-	uint64_t cluster_id;
-	enum raft_role role;
-	raft_term term;
+	raft_id id;				/* this node */
+	uint64_t cluster_id;			/* stored cluster id */
+	enum raft_role role;			/* current role */
+	raft_term term;				/* current term */
 	raft_id leader;				/* 0 when unknown */
 	char leader_client_addr[RAFT_ADDR_MAX]; /* "" when unknown */
-	raft_index commit;
+	raft_index commit;			/* commit index known here */
 	raft_index applied; /* applied by the state machine on this node */
-	raft_index last_index;
+	raft_index last_index;			/* last entry in the log */
 	bool failed;	/* stopped after a storage or state machine failure */
 	size_t n_peers; /* every member, this node included */
-	struct raft_node_peer_status peers[RAFT_MAX_PEERS];
+	struct raft_node_peer_status peers[RAFT_MAX_PEERS]; /* in stored order */
 };
 
-/* Fill st. Returns RAFT_OK, or RAFT_ESHUTDOWN once closing (st is still
- * filled with the last known state). */
+/* Fill st (the caller's) on the loop thread. Returns RAFT_OK (also after a
+ * failure: see st->failed), or RAFT_ESHUTDOWN once closing (st is still
+ * filled with the last known state). Must not be called once the close
+ * callback has run: n is freed then. */
 RAFT_API int raft_node_status(struct raft_node *n, struct raft_node_status *st);
 
-/* Stop: fail every pending proposal and read with RAFT_ESHUTDOWN, wait for
- * the log write and the apply in flight, close the transport and the log,
- * free n. cb(arg) runs on the loop thread when all is done (cb may be
- * NULL); only then may the caller close its state machine. Safe to call
- * from inside a node callback; call it once. */
+/* Stop: fail every pending proposal and read with RAFT_ESHUTDOWN (their
+ * callbacks run inside this call), wait for the log write and the apply in
+ * flight, close the transport and the log, free n. cb(arg) runs on the loop
+ * thread, from a later loop iteration, when all is done (cb may be NULL);
+ * only then may the caller close its state machine, and n must not be used
+ * any more. Works on a running or a failed node. Safe to call from inside a
+ * node callback. Call it once: a second call before cb runs is ignored
+ * (its cb is never called), one after is a use after free. */
 RAFT_API void raft_node_close(struct raft_node *n, void (*cb)(void *arg),
 			      void *arg);
 
@@ -268,9 +330,19 @@ RAFT_API void raft_node_close(struct raft_node *n, void (*cb)(void *arg),
  *   member replays it from the start.
  * - User callbacks run on the loop thread; one that blocks longer than the
  *   election timeout (0.5 s by default) can cost this node its leadership.
- * - The transport sets SIGPIPE to be ignored if the program left it at its
- *   default action, so that a peer resetting a connection cannot kill the
- *   process.
+ * - Starting a node changes process-wide state: if SIGPIPE is at its
+ *   default action, the transport sets it to ignored (for the whole
+ *   process, for good, even after close), so that a peer resetting a
+ *   connection cannot kill the process; writes to closed pipes and sockets
+ *   anywhere in the program then fail with EPIPE instead. A program that
+ *   installed its own SIGPIPE handler or ignored it already is left alone.
+ * - fsm->apply runs on a worker thread concurrently with the loop thread:
+ *   a state machine that is read on the loop (after raft_node_read(), in a
+ *   proposal callback) must make those reads safe against apply itself.
+ * - fsm->applied runs once, inside raft_node_start(), on its caller's
+ *   thread; fsm->apply on a libuv worker; every other callback on the loop
+ *   thread. apply shares libuv's thread pool (UV_THREADPOOL_SIZE) with the
+ *   rest of the program.
  * - A node holds DIR/LOCK with flock(); data directories on file systems
  *   without flock() support (some network file systems) are not protected
  *   against two nodes.

@@ -6,6 +6,8 @@
  * found among those sent on that connection and its callback runs.
  *
  * Failure modes:
+ *   - "not leader", or "unavailable" (the node is shutting down), both
+ *     answered before anything was proposed: routed again;
  *   - connect refused, failed or timed out: every request queued on the
  *     connection was never sent, so all are routed again; the current
  *     endpoint moves on;
@@ -40,8 +42,7 @@
 #define BACKOFF_MIN_MS 25
 #define BACKOFF_MAX_MS 250
 
-/* ---- Intrusive lists ------------------------------------------------------
- */
+/* ---- Intrusive lists ---------------------------------------------------- */
 
 struct kvc_link {
 	struct kvc_link *prev;
@@ -95,8 +96,7 @@ static void link_move_all(struct kvc_link *from, struct kvc_link *to)
 	}
 }
 
-/* ---- Types -----------------------------------------------------------------
- */
+/* ---- Types -------------------------------------------------------------- */
 
 /* An encoded request shared by the request and every write of it. */
 struct kvc_frame {
@@ -121,7 +121,8 @@ struct kvc_req {
 	enum kvc_req_state state;
 	size_t target; /* status: the endpoint asked */
 	struct kvc_frame *frame;
-	uint64_t deadline;     /* loop time, ms */
+	uint64_t deadline; /* loop time, ms */
+	unsigned timeout_ms;
 	struct kvc_conn *conn; /* while on its queued or sent list */
 	int last_rc;	       /* the last routing failure, for the message */
 	char last_err[160];
@@ -191,7 +192,7 @@ static void conn_fail(struct kvc_conn *conn, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void route(struct kvc_req *req);
 
-/* ---- Frames and requests ----------------------------------------------- */
+/* ---- Frames and requests ------------------------------------------------ */
 
 static void frame_unref(struct kvc_frame *f)
 {
@@ -264,8 +265,7 @@ static void req_fail(struct kvc_req *req, int rc, bool unknown, const char *fmt,
 	req_finish(req, &res);
 }
 
-/* ---- Endpoints ------------------------------------------------------------
- */
+/* ---- Endpoints ---------------------------------------------------------- */
 
 /* Parse "host:port" (or "[v6]:port") and resolve it. */
 static int endpoint_parse(const char *s, struct kvc_endpoint *ep, char *errmsg,
@@ -375,7 +375,7 @@ static void routing_succeeded(struct kv_client *c, size_t ep)
 	c->backoff_ms = BACKOFF_MIN_MS;
 }
 
-/* ---- Connections --------------------------------------------------------- */
+/* ---- Connections -------------------------------------------------------- */
 
 static void conn_closed_cb(uv_handle_t *h);
 
@@ -678,7 +678,7 @@ static void route(struct kvc_req *req)
 		conn_send(conn, req);
 }
 
-/* ---- Answers ------------------------------------------------------------- */
+/* ---- Answers ------------------------------------------------------------ */
 
 static struct kvc_req *conn_take(struct kvc_conn *conn, uint64_t id)
 {
@@ -760,8 +760,10 @@ static void handle_response(struct kvc_conn *conn, const Kvpb__Response *m)
 	if (req == NULL)
 		return; /* timed out earlier */
 
+	/* Refused before anything was proposed, or a read that may be
+	 * repeated: try the leader, or another node. */
 	if (req->op != KVC_STATUS &&
-	    (m->code == RAFT_ENOTLEADER ||
+	    (m->code == RAFT_ENOTLEADER || m->code == RAFT_EUNAVAIL ||
 	     (!req_is_write(req) && read_retryable(m->code)))) {
 		if (m->leader_addr != NULL && m->leader_addr[0] != '\0')
 			hint = endpoint_find_or_add(c, m->leader_addr);
@@ -799,8 +801,7 @@ static void handle_response(struct kvc_conn *conn, const Kvpb__Response *m)
 	req_finish(req, &res);
 }
 
-/* ---- Deadlines --------------------------------------------------------------
- */
+/* ---- Deadlines ---------------------------------------------------------- */
 
 static void deadline_cb(uv_timer_t *t);
 
@@ -820,7 +821,7 @@ static void deadline_arm(struct kv_client *c)
 
 static void req_expire(struct kvc_req *req)
 {
-	unsigned ms = req->client->cfg.timeout_ms;
+	unsigned ms = req->timeout_ms;
 
 	if (req->state == KVC_REQ_SENT) {
 		bool unknown = req_is_write(req);
@@ -856,8 +857,7 @@ static void deadline_cb(uv_timer_t *t)
 		deadline_arm(c);
 }
 
-/* ---- Public calls ----------------------------------------------------------
- */
+/* ---- Public calls ------------------------------------------------------- */
 
 void kv_client_config_init(struct kv_client_config *cfg)
 {
@@ -980,10 +980,11 @@ static int submit(struct kv_client *c, enum kvc_op op, size_t target,
 	req->target = target;
 	req->cb = cb;
 	req->arg = arg;
-	req->deadline = uv_now(c->loop) + c->cfg.timeout_ms;
+	req->timeout_ms = c->cfg.timeout_ms;
+	req->deadline = uv_now(c->loop) + req->timeout_ms;
 	link_init(&req->pos);
 
-	/* Deadline order; with one timeout per client this is the tail. */
+	/* Deadline order; usually the tail, as timeouts rarely change. */
 	for (pos = c->all.prev; pos != &c->all; pos = pos->prev)
 		if (KVC_CONTAINER(pos, struct kvc_req, all)->deadline <=
 		    req->deadline)
@@ -1070,6 +1071,11 @@ size_t kv_client_n_endpoints(const struct kv_client *c)
 const char *kv_client_endpoint(const struct kv_client *c, size_t ep)
 {
 	return ep < c->n_eps ? c->eps[ep].name : NULL;
+}
+
+void kv_client_set_timeout(struct kv_client *c, unsigned timeout_ms)
+{
+	c->cfg.timeout_ms = timeout_ms != 0 ? timeout_ms : 5000;
 }
 
 size_t kv_client_inflight(const struct kv_client *c)

@@ -45,8 +45,10 @@ struct rlog_loaded {
 void rlog_loaded_free(struct rlog_loaded *l);
 
 /* Open (creating if needed) the log in dir. Blocking; called at start, before
- * the loop runs. Errors: RAFT_EIO, RAFT_ECORRUPT, RAFT_ENOMEM, with a
- * message in errmsg. */
+ * the loop runs. Errors: RAFT_EIO, RAFT_ENOSPC, RAFT_ECORRUPT (also when
+ * the segments hold entries but the metadata file is missing), RAFT_ENOMEM,
+ * RAFT_EINVAL (segment_size below 4 KiB), with a message in errmsg. The
+ * format and the recovery rules are in docs/storage.md. */
 int rlog_open(uv_loop_t *loop, const char *dir, const struct rlog_options *o,
 	      struct rlog **out, struct rlog_loaded *loaded, char *errmsg,
 	      size_t errlen);
@@ -74,7 +76,12 @@ struct rlog_req {
 /* Queue req. Entries are encoded before this returns, so the caller may free
  * them afterwards. cb runs on the loop thread once everything in req is
  * durable, or with an error. Returns RAFT_OK, RAFT_ENOMEM, or the failed
- * state's error (then cb is not called). */
+ * state's error (then cb is not called). Also, changing nothing:
+ * RAFT_EINVAL when the entries are not contiguous, would leave a gap after
+ * the queued ones, start below the log's first index (or a compaction
+ * point), have term 0, a term going down, an unknown type or data NULL
+ * with len > 0; RAFT_ETOOBIG for a payload over 256 MiB; RAFT_ESHUTDOWN
+ * after rlog_close(). */
 int rlog_write(struct rlog *l, struct rlog_req *req);
 
 /* Delete, off the loop thread, every whole segment whose entries are all
@@ -89,7 +96,9 @@ int rlog_compact(struct rlog *l, raft_index index);
  * system error), valid until rlog_close() completes. */
 const char *rlog_failure(struct rlog *l);
 
-/* Flush pending requests, stop the worker, close files. cb may be NULL. */
+/* Flush pending requests, stop the worker, close files. cb may be NULL; it
+ * runs on the loop thread, which must keep running until then (the log's
+ * memory is freed there). */
 void rlog_close(struct rlog *l, void (*cb)(void *arg), void *arg);
 
 #endif /* LIBRAFT_LOG_H */
