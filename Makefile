@@ -5,6 +5,7 @@
 #   make check-asan   the same under AddressSanitizer + UBSan (build-asan/)
 #   make cluster      start a local 3-node cluster (N=5 for five)
 #   make cluster-stop / cluster-wipe
+#   make jepsen       fault-injection tests on a real cluster (root; T=name)
 #   make install PREFIX=/usr/local DESTDIR=   (and make uninstall)
 #   make docs         HTML API reference into $(BUILD)/docs/html
 #   make fmt          clang-format every C file
@@ -168,6 +169,11 @@ cluster:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) N=$(N) scripts/cluster.sh start
+
+# jepsen-lite's named tests (T=<test> for one; see jepsen-lite/README.md).
+.PHONY: jepsen
+jepsen: all
+	jepsen-lite/run $(or $(T),all) --kvd $(BUILD)/bin/kvd
 
 cluster-stop:
 	@BUILD=$(BUILD) scripts/cluster.sh stop

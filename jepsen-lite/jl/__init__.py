@@ -1,0 +1,1 @@
+"""jepsen-lite: fault injection on a real kvd cluster and history checkers."""

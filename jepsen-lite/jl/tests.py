@@ -1,0 +1,378 @@
+"""The named tests: each is a fault schedule run while a workload runs,
+plus claims of its own checked on top of the history checkers."""
+
+import time
+
+from . import client as kvclient
+
+
+class Spec:
+    def __init__(self, fn, claim, nodes=3, workload="registers", time=20,
+                 clients=5, think=0.005, faketime=False, prepare=None,
+                 proxy=False, may_exit=False, fiu=False,
+                 registers_only=False):
+        self.fn = fn
+        self.claim = claim
+        self.nodes = nodes
+        self.workload = workload
+        self.time = time
+        self.clients = clients
+        self.think = think
+        self.faketime = faketime
+        self.prepare = prepare
+        self.proxy = proxy
+        self.fiu = fiu  # nodes run under fiu-run -x (libfiu)
+        # The schedule issues register operations of its own.
+        self.registers_only = registers_only
+        self.may_exit = may_exit  # nodes may stop on their own (fail-stop)
+
+
+def _leader(T, **kw):
+    lid, term = T.cluster.wait_leader(10, **kw)
+    if lid is None:
+        T.check("leader elected", False, "no leader within 10 s")
+        raise RuntimeError("no leader")
+    return lid, term
+
+
+def _recorded(T, proc, f, key, value, node, timeout=1.0):
+    """One recorded operation outside the workload's threads."""
+    c = kvclient.Client([], timeout)
+    try:
+        return T.wl.op(c, proc, f, key, value, node)
+    finally:
+        c.close()
+
+
+def leader_follower_cut(T):
+    """5 nodes: the leader and one follower are cut off from the other
+    three; the three elect a leader, the old one steps down, and the
+    history stays linearizable."""
+    T.sleep(T.time * 0.2)
+    lid, term = _leader(T)
+    f = next(i for i in T.cluster.ids() if i != lid)
+    rest = [i for i in T.cluster.ids() if i not in (lid, f)]
+    T.nem.partition([[lid, f], rest], "leader-and-follower-cut")
+    t = time.monotonic()
+    new, nterm = T.cluster.wait_leader(10, among=rest)
+    T.check("majority elects a leader", new is not None,
+            "n%s term %s after %.2f s" % (new, nterm, time.monotonic() - t))
+    T.sleep(max(3 * T.cluster.election_timeout, T.left() * 0.6))
+    st = T.cluster.status(lid)
+    T.check("cut-off leader stepped down (CheckQuorum)",
+            st is not None and st["role"] != "leader",
+            "n%d reports %s" % (lid, st and "%s term %d" %
+                                (st["role"], st["term"])))
+    T.nem.heal_net()
+    T.sleep(T.left())
+
+
+def leader_pause(T):
+    """The leader is SIGSTOPped for three election timeouts, a write goes
+    through the new leader, the old leader is resumed and read through at
+    once: the read must not be stale."""
+    T.sleep(T.time * 0.15)
+    rounds = 0
+    while T.left() > 4 * T.cluster.election_timeout + 2:
+        lid, term = _leader(T)
+        T.nem.pause(lid)
+        T.sleep(3 * T.cluster.election_timeout)
+        others = [i for i in T.cluster.ids() if i != lid]
+        new, nterm = T.cluster.wait_leader(10, among=others)
+        if new is None:
+            T.check("leader elected while old leader paused", False, "")
+            T.nem.resume(lid)
+            return
+        rounds += 1
+        val = "pause-%d" % rounds
+        _recorded(T, "pause", "write", "r0", val, new)
+        T.nem.resume(lid)
+        seen = []
+        for k in T.wl.keys:
+            r = _recorded(T, "pause", "read", k, None, lid)
+            seen.append("%s %s by %s" % (k, r.type, r.addr))
+        T.log("read through resumed n%d: %s" % (lid, "; ".join(seen)))
+        T.sleep(1.0)
+    T.check("pause rounds", rounds > 0, "%d rounds" % rounds)
+
+
+def kill_leader_after_ack(T):
+    """kill -9 of the leader right after it acknowledged a write; the next
+    leader must still have the write (reads through the survivors)."""
+    T.sleep(T.time * 0.1)
+    rounds = acked = 0
+    while T.left() > 3:
+        lid, term = _leader(T)
+        rounds += 1
+        r = _recorded(T, "killer", "write", "r0", "ack-%d" % rounds, lid)
+        if r.type == "ok":
+            acked += 1
+        T.nem.kill(lid)
+        others = [i for i in T.cluster.ids() if i != lid]
+        new, nterm = T.cluster.wait_leader(10, among=others)
+        if new is not None:
+            _recorded(T, "killer", "read", "r0", None, new)
+        T.nem.restart(lid)
+        T.sleep(1.0)
+    T.check("acknowledged writes before kills", acked > 0,
+            "%d of %d rounds acknowledged" % (acked, rounds))
+
+
+def kill_all(T):
+    """All nodes are killed with SIGKILL and restarted together while
+    clients add elements; no acknowledged add may be lost."""
+    T.sleep(T.time * 0.15)
+    rounds = 0
+    while T.left() > 4:
+        for i in T.cluster.ids():
+            T.nem.kill(i)
+        T.sleep(0.3)
+        for i in T.cluster.ids():
+            T.nem.restart(i)
+        rounds += 1
+        lid, term = T.cluster.wait_leader(15)
+        T.check("leader after restart %d" % rounds, lid is not None,
+                "n%s term %s" % (lid, term))
+        T.sleep(2.0)
+    T.check("kill-all rounds", rounds > 0, "%d rounds" % rounds)
+
+
+def isolate_heal(T):
+    """A follower is cut off for 30 s and healed: the leader and its term
+    do not change, neither while cut off (PreVote, CheckQuorum) nor on
+    healing."""
+    T.sleep(3)
+    lid, term = _leader(T)
+    f = next(i for i in T.cluster.ids() if i != lid)
+    others = [i for i in T.cluster.ids() if i != f]
+    T.nem.partition([[f], others], "isolate-follower")
+    t0 = T.cluster.clock()
+    T.sleep(max(30, T.time - 10))
+    T.nem.heal_net()
+    T.sleep(max(5, 5 * T.cluster.election_timeout))
+    moved = [(t, n, tm, role) for (t, n, tm, role, ld) in T.sampler.samples
+             if t >= t0 and (tm != term or (role == "leader" and n != lid))]
+    T.check("no leader or term change (cut and heal)", not moved,
+            "leader n%d term %d%s" % (
+                lid, term, "" if not moved else
+                "; first change: node %d term %d %s" % moved[0][1:]))
+    st = T.cluster.status(f)
+    T.check("healed follower follows the leader",
+            st is not None and st["leader"] == lid and st["term"] == term,
+            "n%d: %s" % (f, st and "term %d leader %d" %
+                         (st["term"], st["leader"])))
+
+
+def cut_from_leader(T):
+    """A follower loses its link to the leader only (it still reaches the
+    other follower): PreVote keeps it from disturbing the cluster, so the
+    leader and term stay; after healing it catches up."""
+    T.sleep(2)
+    lid, term = _leader(T)
+    f = next(i for i in T.cluster.ids() if i != lid)
+    T.nem.cut(lid, f)
+    T.nem.cut(f, lid)
+    t0 = T.cluster.clock()
+    T.sleep(max(5, T.left() - 6))
+    T.nem.heal_net()
+    T.sleep(max(3, 3 * T.cluster.election_timeout))
+    moved = [(t, n, tm, role) for (t, n, tm, role, ld) in T.sampler.samples
+             if t >= t0 and (tm != term or (role == "leader" and n != lid))]
+    T.check("no leader or term change", not moved,
+            "leader n%d term %d%s" % (
+                lid, term, "" if not moved else
+                "; first change: node %d term %d %s" % moved[0][1:]))
+    T.sleep(T.left())
+
+
+def slow_follower(T):
+    """A follower loses 30% of the packets from its peers under full write
+    load; afterwards it catches up and every node holds the same set."""
+    T.sleep(2)
+    lid, term = _leader(T)
+    f = next(i for i in T.cluster.ids() if i != lid)
+    T.nem.loss(f, 30)
+    T.sleep(T.left())
+    # Left in place: the run's recovery time is the follower's catch-up.
+    sf, sl = T.cluster.status(f), T.cluster.status(lid)
+    if sf and sl:
+        T.log("before healing: n%d applied %d, leader n%d commit %d" %
+              (f, sf["applied"], lid, sl["commit"]))
+
+
+def _random_fault(T, kind):
+    lid, term = T.cluster.leader()
+    ids = T.cluster.ids()
+    fol = [i for i in ids if i != lid]
+    any_f = T.rng.choice(fol)
+    if kind == "halves":
+        T.nem.partition(T.nem.random_halves(), kind)
+    elif kind == "majority-minority":
+        T.rng.shuffle(ids)
+        k = T.rng.randint(1, len(ids) // 2)
+        T.nem.partition([ids[:k], ids[k:]], kind)
+    elif kind == "isolate-leader" and lid:
+        T.nem.partition([[lid], fol], kind)
+    elif kind == "cut-from-leader" and lid:
+        T.nem.cut(lid, any_f)
+        T.nem.cut(any_f, lid)
+    elif kind == "bridge":
+        T.nem.bridge()
+    elif kind == "one-way":
+        a, b = T.rng.sample(ids, 2)
+        T.nem.cut(a, b)
+    elif kind == "kill":
+        T.nem.kill(T.rng.choice(ids))
+    elif kind == "kill-leader" and lid:
+        T.nem.kill(lid)
+    elif kind == "pause-leader" and lid:
+        T.nem.pause(lid)
+    elif kind == "pause-follower":
+        T.nem.pause(any_f)
+    elif kind == "loss":
+        T.nem.loss(any_f, T.rng.choice([10, 30, 50]))
+    elif kind == "duplicate":
+        T.nem.duplicate(T.rng.choice(ids), 20)
+    elif kind == "slow":
+        T.nem.slow(T.rng.choice(ids), 200)
+
+
+def random_faults(T):
+    """A random schedule of network, process and link faults on 5 nodes;
+    each lasts a few seconds, a third of the time a second fault joins the
+    first, and both are healed before the next round."""
+    kinds = ["halves", "majority-minority", "isolate-leader",
+             "cut-from-leader", "bridge", "one-way", "kill", "kill-leader",
+             "pause-leader", "pause-follower", "loss", "duplicate", "slow"]
+    T.sleep(2)
+    while T.left() > 6:
+        _random_fault(T, T.rng.choice(kinds))
+        T.sleep(T.rng.uniform(1, 3))
+        if T.rng.random() < 1 / 3:
+            _random_fault(T, T.rng.choice(kinds))
+            T.sleep(T.rng.uniform(1, 3))
+        T.nem.heal_all()
+        T.sleep(T.rng.uniform(1, 3))
+
+
+def clock_faults(T):
+    """Every node runs under libfaketime; the leader's and a follower's
+    clocks jump ahead, jump back and run fast. kvd's timers run on the
+    monotonic clock, which libfaketime also shifts."""
+    T.sleep(2)
+    while T.left() > 8:
+        lid, term = T.cluster.leader()
+        if lid is None:
+            T.sleep(1)
+            continue
+        fol = T.rng.choice([i for i in T.cluster.ids() if i != lid])
+        spec = T.rng.choice(["+30", "+300", "-20", "+0 x3", "+0 x0.3"])
+        victim = T.rng.choice([lid, fol])
+        T.nem.clock(victim, spec)
+        T.sleep(T.rng.uniform(2, 4))
+        T.nem.clock(victim, "+0")
+        T.sleep(2)
+
+
+def delays(T):
+    """All peer traffic goes through delaying proxies; a follower, then the
+    leader, then everyone get delays from 50 ms up to more than an election
+    timeout; the history stays linearizable."""
+    T.sleep(2)
+    et = T.cluster.election_timeout * 1000
+    steps = [("follower", 100), ("leader", 200), ("all", 50),
+             ("leader", int(et * 1.5)), ("follower", int(et * 2))]
+    for who, ms in steps:
+        if T.left() < 5:
+            break
+        lid, term = T.cluster.leader()
+        ids = T.cluster.ids()
+        if who == "all":
+            for i in ids:
+                T.nem.delay(i, ms)
+        else:
+            victim = lid if (who == "leader" and lid) else \
+                T.rng.choice([i for i in ids if i != lid])
+            T.nem.delay(victim, ms)
+        T.sleep(min(4, T.left() - 3))
+        T.cluster.set_delays({})
+        T.nem.note("stop", "delay", "all 0ms")
+        T.sleep(1)
+
+
+def fsync_error(T):
+    """Every node runs under libfiu; fdatasync starts failing on the
+    leader, later on a follower: each must stop (fail-stop) rather than
+    carry on, the others keep serving, and no acknowledged add is lost
+    once the nodes are restarted."""
+    T.sleep(3)
+    for role in ("leader", "follower"):
+        if T.left() < 6:
+            break
+        lid, term = _leader(T)
+        victim = lid if role == "leader" else \
+            T.rng.choice([i for i in T.cluster.ids() if i != lid])
+        T.nem.fsync_fail(victim)
+        stopped = T.cluster.wait_exit(victim, 5)
+        T.check("%s n%d stops on fsync errors" % (role, victim), stopped,
+                "exit code %s" % T.cluster.nodes[victim].proc.returncode)
+        T.cluster.reap()
+        others = [i for i in T.cluster.ids() if i != victim]
+        new, nterm = T.cluster.wait_leader(10, among=others)
+        T.check("a leader serves without n%d" % victim, new is not None,
+                "n%s term %s" % (new, nterm))
+        T.sleep(2)
+        T.nem.restart(victim, fiu=True)
+        T.sleep(min(4, T.left() - 2))
+    T.sleep(T.left())
+
+
+def _disk_prepare(T):
+    T.nem.small_disk(3, 160)
+
+
+def disk_full(T):
+    """Node 3's data directory is a 160 MB tmpfs that fills up under write
+    load: the node must stop (fail-stop) or refuse writes, the others carry
+    on; after the disk is freed and the node restarted it catches up."""
+    T.sleep(2)
+    T.nem.fill_disk(3)
+    T.sleep(T.left() - 4)
+    st = T.cluster.status(3)
+    T.check("full-disk node stopped or reports failure",
+            not T.cluster.alive(3) or (st is not None and st["failed"]) or
+            st is None, "alive=%s status=%s" % (T.cluster.alive(3), st))
+    T.nem.free_disk(3)
+    if T.cluster.alive(3):
+        T.nem.kill(3)
+    T.nem.restart(3)
+    T.sleep(T.left())
+
+
+TESTS = {
+    "leader-follower-cut": Spec(leader_follower_cut,
+                                leader_follower_cut.__doc__, nodes=5),
+    "leader-pause": Spec(leader_pause, leader_pause.__doc__, time=25,
+                         registers_only=True),
+    "kill-leader-after-ack": Spec(kill_leader_after_ack,
+                                  kill_leader_after_ack.__doc__,
+                                  registers_only=True),
+    "kill-all": Spec(kill_all, kill_all.__doc__, workload="set", time=20),
+    "isolate-heal": Spec(isolate_heal, isolate_heal.__doc__, time=40),
+    "slow-follower": Spec(slow_follower, slow_follower.__doc__,
+                          workload="set", clients=8, think=0, time=20),
+    "cut-from-leader": Spec(cut_from_leader, cut_from_leader.__doc__,
+                            time=20),
+    "random": Spec(random_faults, random_faults.__doc__, nodes=5, time=60),
+    "clock": Spec(clock_faults, clock_faults.__doc__, faketime=True,
+                  time=30),
+    "delay": Spec(delays, delays.__doc__, time=30, proxy=True),
+    "fsync-error": Spec(fsync_error, fsync_error.__doc__, workload="set",
+                        time=25, fiu=True, may_exit=True),
+    "disk-full": Spec(disk_full, disk_full.__doc__, workload="set",
+                      clients=4, think=0.002, time=25,
+                      prepare=_disk_prepare, may_exit=True),
+}
+
+NAMED = ["leader-follower-cut", "leader-pause", "kill-leader-after-ack",
+         "kill-all", "isolate-heal", "slow-follower"]
