@@ -527,20 +527,12 @@ START_TEST(test_restarted_cluster_keeps_its_data)
 }
 END_TEST
 
-/* A file holding a boot id, standing in for the kernel's. */
-static void boot_id_set(const char *path, const char *id)
-{
-	FILE *f = fopen(path, "w");
-
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_ge(fprintf(f, "%s\n", id), 0);
-	ck_assert_int_eq(fclose(f), 0);
-}
-
 /* What a machine crash leaves of node i's state machine: a child process
- * opens the store as the node does and dies with it open, and the start of
- * the LMDB file is overwritten, as an unsynced store may be torn. */
-static void crash_machine_of(struct cluster *c, size_t i)
+ * opens the store as the node does and dies with it open; the boot id it
+ * recorded is replaced by another (the machine has rebooted since), and
+ * the start of the LMDB file is overwritten, as an unsynced store may be
+ * torn. */
+static void crash_machine_of(struct cluster *c, size_t i, const char *boot)
 {
 	struct kvsm_options o = {.no_sync = true, .no_meta_sync = true};
 	char dir[128], path[160], junk[16384];
@@ -558,6 +550,13 @@ static void crash_machine_of(struct cluster *c, size_t i)
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
+	snprintf(path, sizeof(path), "%s/%s", dir, KVSM_MARKER);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fprintf(f, "%s\n", boot), 0);
+	ck_assert_int_eq(fclose(f), 0);
+
 	snprintf(path, sizeof(path), "%s/kv.mdb", dir);
 	f = fopen(path, "r+");
 	ck_assert_ptr_nonnull(f);
@@ -573,18 +572,13 @@ static void crash_machine_of(struct cluster *c, size_t i)
 START_TEST(test_store_left_open_by_earlier_boot_is_rebuilt_from_log)
 {
 	static const char *keys[] = {"a", "b", "c", "d"};
-	const char *saved = kvsm_boot_id_path;
-	char boot[64], val[16];
+	static const char *old_boot = "boot-of-an-earlier-life";
+	char val[16];
 	struct write_wait w;
 	struct read_wait r;
 	struct cluster c;
 	size_t f;
 	int l;
-
-	snprintf(boot, sizeof(boot), "/tmp/libraft-boot-XXXXXX");
-	ck_assert_int_ge(close(mkstemp(boot)), 0);
-	boot_id_set(boot, "boot-1");
-	kvsm_boot_id_path = boot;
 
 	cluster_start(&c, 3, 22180);
 	l = wait_leader(&c);
@@ -598,15 +592,14 @@ START_TEST(test_store_left_open_by_earlier_boot_is_rebuilt_from_log)
 	w = put_sync(&c, (size_t)l, "a", "again");
 	wait_applied(&c, f, w.index);
 	close_store(&c, f);
-	crash_machine_of(&c, f);
-	boot_id_set(boot, "boot-2");
+	crash_machine_of(&c, f, old_boot);
 	w = put_sync(&c, (size_t)l, "e", "while down");
 	ck_assert_int_eq(w.status, RAFT_OK);
 
 	open_store(&c, f);
 	ck_assert_ptr_nonnull(strstr(
 	    c.logs[f].text, "2 msg=\"state machine rebuilt from the log\""));
-	ck_assert_ptr_nonnull(strstr(c.logs[f].text, "boot-1"));
+	ck_assert_ptr_nonnull(strstr(c.logs[f].text, old_boot));
 	wait_applied(&c, f, w.index);
 	for (size_t k = 0; k < 4; k++) {
 		struct read_wait want = get_sync(&c, (size_t)l, keys[k], true);
@@ -621,8 +614,6 @@ START_TEST(test_store_left_open_by_earlier_boot_is_rebuilt_from_log)
 	ck_assert_int_eq(r.status, RAFT_OK);
 	ck_assert_str_eq(r.val, "while down");
 	cluster_stop(&c);
-	kvsm_boot_id_path = saved;
-	unlink(boot);
 }
 END_TEST
 

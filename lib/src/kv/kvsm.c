@@ -57,10 +57,7 @@
 #define KVSM_DEFAULT_MAP     ((size_t)64 << 20)
 #define KVSM_DEFAULT_MAX_MAP ((size_t)64 << 30)
 #define KVSM_REC_HDR	     24 /* create_index, mod_index, version */
-#define KVSM_MARKER	     "kv.open"
 #define KVSM_BOOT_ID_MAX     64
-
-const char *kvsm_boot_id_path = "/proc/sys/kernel/random/boot_id";
 
 static const char kvsm_key_format[] = "format";
 static const char kvsm_key_applied[] = "applied";
@@ -395,7 +392,7 @@ static int kvsm_prepare(struct kvsm *kv, const char *dir,
 			struct kvsm_options *o, char *errmsg, size_t errlen)
 {
 	const char *src =
-	    o->boot_id_path != NULL ? o->boot_id_path : kvsm_boot_id_path;
+	    o->boot_id_path != NULL ? o->boot_id_path : KVSM_BOOT_ID_PATH;
 	char boot[KVSM_BOOT_ID_MAX];
 	bool have_boot;
 	size_t used;

@@ -50,14 +50,17 @@ struct kvsm_options {
 	bool no_meta_sync;   /* MDB_NOMETASYNC: one sync per batch instead of
 				two; a power loss may undo the last batch */
 	const char *boot_id_path; /* where the boot id is read; NULL:
-				     kvsm_boot_id_path */
+				     KVSM_BOOT_ID_PATH */
 };
 
-/* The kernel's boot id, different at every boot:
- * "/proc/sys/kernel/random/boot_id". Tests point it (or the option) at a
- * file of their own to simulate a reboot. If it cannot be read, unsynced
- * modes fall back to syncing every batch (see kvsm_notice()). */
-extern const char *kvsm_boot_id_path;
+/* The kernel's boot id, different at every boot. Tests set boot_id_path
+ * to a file of their own to simulate a reboot. If it cannot be read,
+ * unsynced modes fall back to syncing every batch (see kvsm_notice()). */
+#define KVSM_BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
+
+/* The marker in dir while an unsynced store is open: the boot id of the
+ * boot that opened it, one line. */
+#define KVSM_MARKER "kv.open"
 
 /* Metadata of one key. */
 struct kvsm_meta {
