@@ -342,9 +342,10 @@ static int kvsm_check_marker(struct kvsm *kv, const char *dir, const char *boot,
 static int kvsm_write_marker(struct kvsm *kv, const char *dir, const char *boot,
 			     char *errmsg, size_t errlen)
 {
-	char path[4096];
-	size_t len = strlen(boot);
-	int fd, rc = RAFT_OK;
+	char path[4096], line[KVSM_BOOT_ID_MAX + 1];
+	int len = snprintf(line, sizeof line, "%s\n", boot);
+	ssize_t w;
+	int fd, err, rc;
 
 	rc = kvsm_path(path, sizeof path, dir, KVSM_MARKER, errmsg, errlen);
 	if (rc != RAFT_OK) {
@@ -352,19 +353,20 @@ static int kvsm_write_marker(struct kvsm *kv, const char *dir, const char *boot,
 	}
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		snprintf(errmsg, errlen, "create %s: %s", path,
-			 strerror(errno));
-		return errno == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+		err = errno;
+		snprintf(errmsg, errlen, "create %s: %s", path, strerror(err));
+		return err == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
 	}
 	kv->marked = true;
-	if (write(fd, boot, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
-	    fsync(fd) != 0) {
-		snprintf(errmsg, errlen, "write %s: %s", path, strerror(errno));
-		rc = errno == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+	w = write(fd, line, (size_t)len);
+	err = w < 0 ? errno : EIO; /* a short write sets no errno */
+	if (w == len) {
+		err = fsync(fd) == 0 ? 0 : errno;
 	}
 	close(fd);
-	if (rc != RAFT_OK) {
-		return rc;
+	if (err != 0) {
+		snprintf(errmsg, errlen, "write %s: %s", path, strerror(err));
+		return err == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
 	}
 	return kvsm_sync_dir(dir, errmsg, errlen);
 }
