@@ -12,6 +12,12 @@
  *     get, serializable: queued; the deferred timer runs kvsm_get() on the
  *              next loop iteration --> caller.
  *
+ * Durability: LMDB is not synced per batch (docs/adr/0007). The Raft log,
+ * synced before any entry counts as stored, is the durable record; after a
+ * process crash the store is exact and the node replays from applied + 1,
+ * and after a machine crash kvsm_open() discards a store that was open
+ * unsynced, so applied is 0 and the node replays the whole log.
+ *
  * Failure modes: every failure of the node reaches the callbacks (see
  * node.h); a kvsm_get() error on a ready read is passed on as is (RAFT_EIO).
  */
@@ -44,6 +50,9 @@ struct kv_store {
 	struct kvsm_options sm_options;
 	char sm_errmsg[512];
 	struct kvsm *sm; /* opened by fsm_applied() */
+	raft_id id;	 /* for log lines */
+	raft_log_fn log;
+	void *log_data;
 	struct raft_fsm fsm;
 	struct raft_node *node;
 	uv_timer_t deferred_timer;
@@ -63,6 +72,21 @@ void kv_config_init(struct kv_config *cfg)
 
 /* The state machine, as the node sees it */
 
+static void log_notice(struct kv_store *s)
+{
+	char line[1024];
+	const char *notice = kvsm_notice(s->sm);
+
+	if (s->log == NULL || notice[0] == '\0') {
+		return;
+	}
+	snprintf(line, sizeof(line), "msg=\"%s\" id=%llu detail=\"%s\"",
+		 kvsm_discarded(s->sm) ? "state machine rebuilt from the log"
+				       : "state machine synced per batch",
+		 (unsigned long long)s->id, notice);
+	s->log(s->log_data, RAFT_LOG_WARN, line);
+}
+
 /* Called once by raft_node_start(), after it has locked the data directory
  * and checked the cluster configuration: only then is LMDB opened, so a
  * refused start touches nothing and two stores never share a map. */
@@ -79,11 +103,18 @@ static int fsm_applied(struct raft_fsm *fsm, raft_index *index)
 			s->sm = NULL;
 			return rc;
 		}
+		log_notice(s);
 	}
 	return kvsm_applied(s->sm, index, &term);
 }
 
-/* Worker thread. Only this touches s->results, one batch at a time. */
+/* Worker thread. Only this touches s->results, one batch at a time.
+ *
+ * TODO(kv): log compaction (snapshots) will be decided here, after an
+ * apply: it must call kvsm_sync() first and delete entries only through
+ * the synced applied index, and kvsm_open() must then restore the
+ * snapshot instead of discarding a store left open by an earlier boot
+ * (kvsm.h, kvsm_sync()). */
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_entry *entries,
 		     size_t n, struct raft_fsm_result *results)
 {
@@ -133,9 +164,14 @@ int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 	}
 	s->sm_options.map_size = cfg->map_size;
 	s->sm_options.max_map_size = cfg->max_map_size;
-	/* Durable per applied batch (docs/adr/0005); no_sync for benchmarks
-	 * only, as for the log. */
-	s->sm_options.no_sync = cfg->node.no_sync;
+	/* Not synced per batch: the log is the durable record and is never
+	 * compacted, and a store a machine crash may have torn is discarded
+	 * and rebuilt from it (docs/adr/0007). */
+	s->sm_options.no_sync = true;
+	s->sm_options.no_meta_sync = true;
+	s->id = cfg->node.id;
+	s->log = cfg->node.log;
+	s->log_data = cfg->node.log_data;
 	s->fsm.data = s;
 	s->fsm.applied = fsm_applied;
 	s->fsm.apply = fsm_apply;

@@ -486,13 +486,13 @@ static void writer_batch(struct raft_entry *e, raft_index first)
 }
 
 /* Child: apply batches forever, one byte on fd after each commit. */
-static void writer_run(const char *dir, int fd)
+static void writer_run(const char *dir, const struct kvsm_options *o, int fd)
 {
 	struct raft_entry e[WRITER_BATCH];
 	struct kvsm_result r[WRITER_BATCH];
 	struct kvsm *kv;
 
-	if (kvsm_open(dir, NULL, &kv, NULL, 0) != RAFT_OK) {
+	if (kvsm_open(dir, o, &kv, NULL, 0) != RAFT_OK) {
 		_exit(2);
 	}
 	for (raft_index first = 1; first < 1000000; first += WRITER_BATCH) {
@@ -508,38 +508,102 @@ static void writer_run(const char *dir, int fd)
 	_exit(0);
 }
 
-/* A writer killed with SIGKILL between or inside batches leaves whole
- * batches only, and a reopen resumes at applied + 1. */
-START_TEST(killed_writer_resumes_at_applied_plus_one)
+/* A file holding a boot id, standing in for the kernel's. */
+static void boot_id_set(const char *path, const char *id)
 {
-	struct raft_entry e[WRITER_BATCH];
-	struct kvsm_result r[WRITER_BATCH];
-	char dir[300], key[32], val[32], c;
-	raft_index applied, term;
-	struct kvsm *kv;
-	int fds[2], status;
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fprintf(f, "%s\n", id), 0);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* The options the node opens its store with (unsynced), reading the boot
+ * id from boot_path. */
+static char boot_path[300];
+
+static struct kvsm_options node_options(void)
+{
+	struct kvsm_options o = {.no_sync = true, .no_meta_sync = true};
+
+	snprintf(boot_path, sizeof boot_path, "%s/boot_id", root);
+	o.boot_id_path = boot_path;
+	return o;
+}
+
+/* Fork a child that applies batches in dir with options o; return once it
+ * has reported `batches` commits, the child still writing. */
+static pid_t writer_start(const char *dir, const struct kvsm_options *o,
+			  int batches, int *fd)
+{
+	int fds[2];
+	char c;
 	pid_t pid;
 
-	store_dir(dir, sizeof dir);
 	ck_assert_int_eq(pipe(fds), 0);
 	pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
 		close(fds[0]);
-		writer_run(dir, fds[1]);
+		writer_run(dir, o, fds[1]);
 	}
 	close(fds[1]);
-	for (int i = 0; i < 5; i++) {
+	for (int i = 0; i < batches; i++) {
 		ck_assert_int_eq(read(fds[0], &c, 1), 1);
 	}
+	*fd = fds[0];
+	return pid;
+}
+
+/* Kill the writer; return how many commits it reported in all. */
+static raft_index writer_kill(pid_t pid, int fd, int read_so_far)
+{
+	raft_index reported = (raft_index)read_so_far;
+	char buf[4096];
+	ssize_t n;
+	int status;
+
 	kill(pid, SIGKILL);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert(WIFSIGNALED(status));
-	close(fds[0]);
+	while ((n = read(fd, buf, sizeof buf)) > 0) {
+		reported += (raft_index)n;
+	}
+	close(fd);
+	return reported;
+}
 
-	kv = store_open(dir, NULL);
+/* A writer killed with SIGKILL between or inside batches leaves whole
+ * batches only, and a reopen resumes at applied + 1: synced (loop 0) or
+ * unsynced as the node runs it (loop 1), where the page cache keeps what
+ * the dead process committed and the store is kept. */
+START_TEST(killed_writer_resumes_at_applied_plus_one)
+{
+	struct raft_entry e[WRITER_BATCH];
+	struct kvsm_result r[WRITER_BATCH];
+	struct kvsm_options o = {0};
+	char dir[300], key[32], val[32];
+	raft_index applied, term, reported;
+	struct kvsm *kv;
+	int fd;
+	pid_t pid;
+
+	if (_i == 1) {
+		o = node_options();
+		boot_id_set(boot_path, "boot-1");
+	}
+	store_dir(dir, sizeof dir);
+	pid = writer_start(dir, &o, 5, &fd);
+	reported = writer_kill(pid, fd, 5);
+
+	kv = store_open(dir, &o);
+	ck_assert(!kvsm_discarded(kv));
+	ck_assert_str_eq(kvsm_notice(kv), "");
 	ck_assert_int_eq(kvsm_applied(kv, &applied, &term), RAFT_OK);
-	ck_assert_uint_ge(applied, 5 * WRITER_BATCH);
+	/* Every reported commit is there; at most one more, committed but
+	 * not yet reported when the signal came. */
+	ck_assert_uint_ge(applied, reported * WRITER_BATCH);
+	ck_assert_uint_le(applied, (reported + 1) * WRITER_BATCH);
 	ck_assert_uint_eq(applied % WRITER_BATCH, 0);
 	for (raft_index i = 1; i <= applied; i++) {
 		snprintf(key, sizeof key, "k%llu", (unsigned long long)i);
@@ -559,6 +623,146 @@ START_TEST(killed_writer_resumes_at_applied_plus_one)
 	ck_assert_uint_eq(r[0].index, applied + 1);
 	expect_applied(kv, applied + WRITER_BATCH, 1);
 	entries_free(e, WRITER_BATCH);
+	kvsm_close(kv);
+}
+END_TEST
+
+/* Overwrite the start of dir's LMDB file (its meta pages) with garbage, as
+ * a machine crash may leave an unsynced store. */
+static void store_tear(const char *dir)
+{
+	char path[400], junk[16384];
+	FILE *f;
+
+	snprintf(path, sizeof path, "%s/kv.mdb", dir);
+	f = fopen(path, "r+");
+	ck_assert_ptr_nonnull(f);
+	memset(junk, 0xa5, sizeof junk);
+	ck_assert_uint_eq(fwrite(junk, 1, sizeof junk, f), sizeof junk);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Every key k1..k<applied> holds v<index>, and nothing beyond. */
+static void expect_writer_keys(struct kvsm *kv, raft_index applied)
+{
+	char key[32], val[32];
+	uint64_t n;
+
+	for (raft_index i = 1; i <= applied; i++) {
+		snprintf(key, sizeof key, "k%llu", (unsigned long long)i);
+		snprintf(val, sizeof val, "v%llu", (unsigned long long)i);
+		ck_assert_uint_eq(expect_str(kv, key, val).mod_index, i);
+	}
+	ck_assert_int_eq(kvsm_count(kv, &n), RAFT_OK);
+	ck_assert_uint_eq(n, applied);
+}
+
+/* An unsynced store that a process of an earlier boot left open (the
+ * machine went down with it open) is discarded at open, even when torn:
+ * it opens empty at applied index 0, says why, and a replay from index 1
+ * rebuilds it. */
+START_TEST(store_left_open_by_earlier_boot_is_discarded)
+{
+	struct kvsm_options o = node_options();
+	struct raft_entry e[WRITER_BATCH];
+	struct kvsm_result r[WRITER_BATCH];
+	char dir[300];
+	struct kvsm *kv;
+	uint64_t n;
+	int fd;
+	pid_t pid;
+
+	boot_id_set(boot_path, "boot-1");
+	store_dir(dir, sizeof dir);
+	pid = writer_start(dir, &o, 3, &fd);
+	writer_kill(pid, fd, 3);
+	store_tear(dir);
+	boot_id_set(boot_path, "boot-2");
+
+	kv = store_open(dir, &o);
+	ck_assert(kvsm_discarded(kv));
+	ck_assert_ptr_nonnull(strstr(kvsm_notice(kv), "boot-1"));
+	ck_assert_ptr_nonnull(strstr(kvsm_notice(kv), "boot-2"));
+	expect_applied(kv, 0, 0);
+	ck_assert_int_eq(kvsm_count(kv, &n), RAFT_OK);
+	ck_assert_uint_eq(n, 0);
+	for (raft_index first = 1; first <= 3 * WRITER_BATCH;
+	     first += WRITER_BATCH) {
+		writer_batch(e, first);
+		ck_assert_int_eq(kvsm_apply(kv, e, WRITER_BATCH, r), RAFT_OK);
+		entries_free(e, WRITER_BATCH);
+	}
+	kvsm_close(kv);
+
+	/* Closed cleanly in this boot: kept by the next. */
+	boot_id_set(boot_path, "boot-3");
+	kv = store_open(dir, &o);
+	ck_assert(!kvsm_discarded(kv));
+	expect_applied(kv, 3 * WRITER_BATCH, 1);
+	expect_writer_keys(kv, 3 * WRITER_BATCH);
+	kvsm_close(kv);
+}
+END_TEST
+
+/* An unsynced store closed cleanly is synced and kept across a reboot. */
+START_TEST(store_closed_cleanly_survives_a_reboot)
+{
+	struct kvsm_options o = node_options();
+	struct raft_entry e[WRITER_BATCH];
+	struct kvsm_result r[WRITER_BATCH];
+	char dir[300];
+	struct kvsm *kv;
+
+	boot_id_set(boot_path, "boot-1");
+	store_dir(dir, sizeof dir);
+	kv = store_open(dir, &o);
+	writer_batch(e, 1);
+	ck_assert_int_eq(kvsm_apply(kv, e, WRITER_BATCH, r), RAFT_OK);
+	entries_free(e, WRITER_BATCH);
+	kvsm_close(kv);
+
+	boot_id_set(boot_path, "boot-2");
+	kv = store_open(dir, &o);
+	ck_assert(!kvsm_discarded(kv));
+	ck_assert_str_eq(kvsm_notice(kv), "");
+	expect_applied(kv, WRITER_BATCH, 1);
+	expect_writer_keys(kv, WRITER_BATCH);
+	kvsm_close(kv);
+}
+END_TEST
+
+/* Without a readable boot id a store left open unsynced is discarded (a
+ * reboot cannot be ruled out), the store is committed synced instead, and
+ * the notice says so; a clean close keeps it. */
+START_TEST(unreadable_boot_id_means_synced_batches)
+{
+	struct kvsm_options o = node_options();
+	struct kvsm_options blind = node_options();
+	struct raft_entry e[WRITER_BATCH];
+	struct kvsm_result r[WRITER_BATCH];
+	char dir[300], missing[320];
+	struct kvsm *kv;
+	int fd;
+	pid_t pid;
+
+	boot_id_set(boot_path, "boot-1");
+	snprintf(missing, sizeof missing, "%s/no-such-boot-id", root);
+	blind.boot_id_path = missing;
+	store_dir(dir, sizeof dir);
+	pid = writer_start(dir, &o, 2, &fd);
+	writer_kill(pid, fd, 2);
+
+	kv = store_open(dir, &blind);
+	ck_assert(kvsm_discarded(kv));
+	ck_assert_ptr_nonnull(strstr(kvsm_notice(kv), "every batch is synced"));
+	writer_batch(e, 1);
+	ck_assert_int_eq(kvsm_apply(kv, e, WRITER_BATCH, r), RAFT_OK);
+	entries_free(e, WRITER_BATCH);
+	kvsm_close(kv);
+
+	kv = store_open(dir, &blind);
+	ck_assert(!kvsm_discarded(kv));
+	expect_writer_keys(kv, WRITER_BATCH);
 	kvsm_close(kv);
 }
 END_TEST
@@ -969,7 +1173,11 @@ static Suite *kvsm_suite(void)
 	tcase_add_test(tc, replay_after_reopen_skips_applied_entries);
 	tcase_add_test(tc, every_sync_mode_keeps_batches_across_reopen);
 	tcase_add_test(tc, batch_with_gap_is_refused_whole);
-	tcase_add_test(tc, killed_writer_resumes_at_applied_plus_one);
+	tcase_add_loop_test(tc, killed_writer_resumes_at_applied_plus_one, 0,
+			    2);
+	tcase_add_test(tc, store_left_open_by_earlier_boot_is_discarded);
+	tcase_add_test(tc, store_closed_cleanly_survives_a_reboot);
+	tcase_add_test(tc, unreadable_boot_id_means_synced_batches);
 	tcase_add_test(tc, full_map_grows_and_keeps_every_key);
 	tcase_add_test(tc, full_map_at_limit_fails_batch_with_enospc);
 	tcase_add_test(tc, oversize_key_or_value_is_too_big);

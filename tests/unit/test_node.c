@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include "kv/kvsm.h"
 #include "libraft/kv.h"
 #include "libraft/node.h"
 #include "log/io.h"
@@ -521,6 +523,96 @@ START_TEST(test_restarted_cluster_keeps_its_data)
 	ck_assert_int_eq(r.status, RAFT_OK);
 	ck_assert_str_eq(r.val, "1");
 	ck_assert_int_eq(put_sync(&c, (size_t)l, "x", "2").status, RAFT_OK);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* What a machine crash leaves of node i's state machine: a child process
+ * opens the store as the node does and dies with it open; the boot id it
+ * recorded is replaced by another (the machine has rebooted since), and
+ * the start of the LMDB file is overwritten, as an unsynced store may be
+ * torn. */
+static void crash_machine_of(struct cluster *c, size_t i, const char *boot)
+{
+	struct kvsm_options o = {.no_sync = true, .no_meta_sync = true};
+	char dir[128], path[160], junk[16384];
+	struct kvsm *kv;
+	int status;
+	pid_t pid;
+	FILE *f;
+
+	snprintf(dir, sizeof(dir), "%s/kv", c->dirs[i]);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		_exit(kvsm_open(dir, &o, &kv, NULL, 0) == RAFT_OK ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+	snprintf(path, sizeof(path), "%s/%s", dir, KVSM_MARKER);
+	ck_assert_int_eq(access(path, F_OK), 0);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fprintf(f, "%s\n", boot), 0);
+	ck_assert_int_eq(fclose(f), 0);
+
+	snprintf(path, sizeof(path), "%s/kv.mdb", dir);
+	f = fopen(path, "r+");
+	ck_assert_ptr_nonnull(f);
+	memset(junk, 0xa5, sizeof(junk));
+	ck_assert_uint_eq(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+/* A node whose machine went down with its state machine open (a marker
+ * from another boot, the LMDB file torn) discards the store, says so at
+ * warning level, replays its log from index 1 and ends with the same data
+ * as the others, including what was written while it was down. */
+START_TEST(test_store_left_open_by_earlier_boot_is_rebuilt_from_log)
+{
+	static const char *keys[] = {"a", "b", "c", "d"};
+	static const char *old_boot = "boot-of-an-earlier-life";
+	char val[16];
+	struct write_wait w;
+	struct read_wait r;
+	struct cluster c;
+	size_t f;
+	int l;
+
+	cluster_start(&c, 3, 22180);
+	l = wait_leader(&c);
+	for (size_t k = 0; k < 4; k++) {
+		snprintf(val, sizeof(val), "%zu", k);
+		ck_assert_int_eq(put_sync(&c, (size_t)l, keys[k], val).status,
+				 RAFT_OK);
+	}
+	ck_assert_int_eq(del_sync(&c, (size_t)l, "b").status, RAFT_OK);
+	f = ((size_t)l + 1) % c.n;
+	w = put_sync(&c, (size_t)l, "a", "again");
+	wait_applied(&c, f, w.index);
+	close_store(&c, f);
+	crash_machine_of(&c, f, old_boot);
+	w = put_sync(&c, (size_t)l, "e", "while down");
+	ck_assert_int_eq(w.status, RAFT_OK);
+
+	open_store(&c, f);
+	ck_assert_ptr_nonnull(strstr(
+	    c.logs[f].text, "2 msg=\"state machine rebuilt from the log\""));
+	ck_assert_ptr_nonnull(strstr(c.logs[f].text, old_boot));
+	wait_applied(&c, f, w.index);
+	for (size_t k = 0; k < 4; k++) {
+		struct read_wait want = get_sync(&c, (size_t)l, keys[k], true);
+
+		r = get_sync(&c, f, keys[k], true);
+		ck_assert_int_eq(r.status, want.status);
+		ck_assert_str_eq(r.val, want.val);
+		ck_assert_uint_eq(r.meta.mod_index, want.meta.mod_index);
+		ck_assert_uint_eq(r.meta.version, want.meta.version);
+	}
+	r = get_sync(&c, f, "e", true);
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_str_eq(r.val, "while down");
 	cluster_stop(&c);
 }
 END_TEST
@@ -1317,6 +1409,8 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, test_delete_removes_key_and_reports_absent_key);
 	tcase_add_test(tc, test_reopened_node_keeps_its_data);
 	tcase_add_test(tc, test_restarted_cluster_keeps_its_data);
+	tcase_add_test(
+	    tc, test_store_left_open_by_earlier_boot_is_rebuilt_from_log);
 	tcase_add_test(tc, test_restart_with_conflicting_members_is_refused);
 	tcase_add_test(tc, test_bad_config_is_refused);
 	tcase_add_test(tc, test_damaged_cluster_file_is_refused);

@@ -26,6 +26,13 @@
  * - A command that does not decode is consumed with result RAFT_EINVAL on
  *   every node alike; it never fails the batch.
  *
+ * - A machine crash while an unsynced store is open (no_sync,
+ *   no_meta_sync): the store may be rolled back or torn. kvsm_open() finds
+ *   dir/kv.open written by another boot and discards the store (kvsm.h).
+ *   The marker is written and synced before LMDB writes anything, and
+ *   removed only after a clean close has synced the store, so a store that
+ *   was open with unsynced writes across a machine crash always leaves it.
+ *
  * Threads: the map can only be resized while no transaction of this process
  * is open, so readers hold resize_lock shared for the life of their read
  * transaction and growth takes it exclusive (writer-preferring, so a stream
@@ -50,6 +57,7 @@
 #define KVSM_DEFAULT_MAP     ((size_t)64 << 20)
 #define KVSM_DEFAULT_MAX_MAP ((size_t)64 << 30)
 #define KVSM_REC_HDR	     24 /* create_index, mod_index, version */
+#define KVSM_BOOT_ID_MAX     64
 
 static const char kvsm_key_format[] = "format";
 static const char kvsm_key_applied[] = "applied";
@@ -63,6 +71,10 @@ struct kvsm {
 	size_t page_size;
 	pthread_rwlock_t resize_lock; /* shared: open read txn; excl: resize */
 	int failed; /* non-zero after a failed commit: returned from then on */
+	char *dir;
+	bool marked;	/* dir/kv.open exists: remove it at a clean close */
+	bool discarded; /* left open by an earlier boot; opened empty */
+	char notice[512];
 };
 
 static void put_u64(unsigned char *p, uint64_t v)
@@ -235,6 +247,184 @@ static int kvsm_sync_dir(const char *dir, char *errmsg, size_t errlen)
 	return rc;
 }
 
+/* Read a small file into buf as a string without its trailing newline.
+ * Returns 0, or -1 with errno set. */
+static int kvsm_read_line(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0) {
+		return -1;
+	}
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0) {
+		return -1;
+	}
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return 0;
+}
+
+static int kvsm_path(char *path, size_t len, const char *dir, const char *name,
+		     char *errmsg, size_t errlen)
+{
+	if (snprintf(path, len, "%s/%s", dir, name) >= (int)len) {
+		snprintf(errmsg, errlen, "path too long: %s", dir);
+		return RAFT_EINVAL;
+	}
+	return RAFT_OK;
+}
+
+/* Delete the LMDB files of a store that cannot be trusted. */
+static int kvsm_discard(const char *dir, char *errmsg, size_t errlen)
+{
+	static const char *const names[] = {KVSM_FILE, KVSM_FILE "-lock"};
+	char path[4096];
+	int rc;
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		rc =
+		    kvsm_path(path, sizeof path, dir, names[i], errmsg, errlen);
+		if (rc != RAFT_OK) {
+			return rc;
+		}
+		if (unlink(path) != 0 && errno != ENOENT) {
+			snprintf(errmsg, errlen, "remove %s: %s", path,
+				 strerror(errno));
+			return RAFT_EIO;
+		}
+	}
+	return kvsm_sync_dir(dir, errmsg, errlen);
+}
+
+/* A marker left by a process of this boot means a process crash: the page
+ * cache kept every committed transaction. One left by another boot, or
+ * any marker when this boot's id is unknown, means the machine may have
+ * gone down with unsynced writes: discard the store. */
+static int kvsm_check_marker(struct kvsm *kv, const char *dir, const char *boot,
+			     char *errmsg, size_t errlen)
+{
+	char path[4096], old[KVSM_BOOT_ID_MAX];
+	int rc;
+
+	rc = kvsm_path(path, sizeof path, dir, KVSM_MARKER, errmsg, errlen);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	if (kvsm_read_line(path, old, sizeof old) != 0) {
+		if (errno == ENOENT) {
+			return RAFT_OK; /* closed cleanly, or new */
+		}
+		snprintf(errmsg, errlen, "read %s: %s", path, strerror(errno));
+		return RAFT_EIO;
+	}
+	kv->marked = true;
+	if (boot != NULL && strcmp(old, boot) == 0) {
+		return RAFT_OK;
+	}
+	rc = kvsm_discard(dir, errmsg, errlen);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	kv->discarded = true;
+	snprintf(kv->notice, sizeof kv->notice,
+		 "the store was left open without syncing by boot %s and "
+		 "this is boot %s: the machine went down meanwhile, so writes "
+		 "may have been lost; discarded it, to be rebuilt from the log",
+		 old[0] != '\0' ? old : "(unknown)",
+		 boot != NULL ? boot : "(unknown)");
+	return RAFT_OK;
+}
+
+/* Record this boot's id, durably, before any unsynced write. */
+static int kvsm_write_marker(struct kvsm *kv, const char *dir, const char *boot,
+			     char *errmsg, size_t errlen)
+{
+	char path[4096], line[KVSM_BOOT_ID_MAX + 1];
+	int len = snprintf(line, sizeof line, "%s\n", boot);
+	ssize_t w;
+	int fd, err, rc;
+
+	rc = kvsm_path(path, sizeof path, dir, KVSM_MARKER, errmsg, errlen);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		err = errno;
+		snprintf(errmsg, errlen, "create %s: %s", path, strerror(err));
+		return err == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+	}
+	kv->marked = true;
+	w = write(fd, line, (size_t)len);
+	err = w < 0 ? errno : EIO; /* a short write sets no errno */
+	if (w == len) {
+		err = fsync(fd) == 0 ? 0 : errno;
+	}
+	close(fd);
+	if (err != 0) {
+		snprintf(errmsg, errlen, "write %s: %s", path, strerror(err));
+		return err == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
+	}
+	return kvsm_sync_dir(dir, errmsg, errlen);
+}
+
+static int kvsm_remove_marker(const char *dir, char *errmsg, size_t errlen)
+{
+	char path[4096];
+	int rc;
+
+	rc = kvsm_path(path, sizeof path, dir, KVSM_MARKER, errmsg, errlen);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	if (unlink(path) != 0 && errno != ENOENT) {
+		snprintf(errmsg, errlen, "remove %s: %s", path,
+			 strerror(errno));
+		return RAFT_EIO;
+	}
+	return kvsm_sync_dir(dir, errmsg, errlen);
+}
+
+/* Decide, before LMDB opens anything, whether the store on disk can be
+ * trusted and how it will be committed; *o is adjusted to the mode used. */
+static int kvsm_prepare(struct kvsm *kv, const char *dir,
+			struct kvsm_options *o, char *errmsg, size_t errlen)
+{
+	const char *src =
+	    o->boot_id_path != NULL ? o->boot_id_path : KVSM_BOOT_ID_PATH;
+	char boot[KVSM_BOOT_ID_MAX];
+	bool have_boot;
+	size_t used;
+	int rc;
+
+	have_boot = kvsm_read_line(src, boot, sizeof boot) == 0 && boot[0];
+	rc =
+	    kvsm_check_marker(kv, dir, have_boot ? boot : NULL, errmsg, errlen);
+	if (rc != RAFT_OK || (!o->no_sync && !o->no_meta_sync)) {
+		return rc;
+	}
+	if (have_boot) {
+		return kvsm_write_marker(kv, dir, boot, errmsg, errlen);
+	}
+
+	/* Without a boot id a machine crash cannot be told from a process
+	 * crash: commit durably, as if no unsynced mode had been asked. */
+	o->no_sync = o->no_meta_sync = false;
+	used = strlen(kv->notice);
+	snprintf(kv->notice + used, sizeof kv->notice - used,
+		 "%scannot read the boot id from %s, so a machine crash "
+		 "could not be detected: every batch is synced",
+		 used > 0 ? "; " : "", src);
+	if (kv->marked) {
+		rc = kvsm_remove_marker(dir, errmsg, errlen);
+		kv->marked = rc != RAFT_OK;
+	}
+	return rc;
+}
+
 /* Create the environment's file and databases. */
 static int kvsm_open_env(struct kvsm *kv, const char *dir,
 			 const struct kvsm_options *o, char *errmsg,
@@ -329,7 +519,7 @@ err_txn:
 int kvsm_open(const char *dir, const struct kvsm_options *o, struct kvsm **out,
 	      char *errmsg, size_t errlen)
 {
-	static const struct kvsm_options defaults = {0};
+	struct kvsm_options opts = {0};
 	char scratch[1];
 	pthread_rwlockattr_t attr;
 	struct kvsm *kv;
@@ -341,9 +531,10 @@ int kvsm_open(const char *dir, const struct kvsm_options *o, struct kvsm **out,
 		errlen = sizeof scratch;
 	}
 	errmsg[0] = '\0';
-	if (o == NULL) {
-		o = &defaults;
+	if (o != NULL) {
+		opts = *o;
 	}
+	o = &opts;
 	if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
 		int err = errno;
 
@@ -354,6 +545,11 @@ int kvsm_open(const char *dir, const struct kvsm_options *o, struct kvsm **out,
 	kv = calloc(1, sizeof *kv);
 	if (kv == NULL) {
 		return RAFT_ENOMEM;
+	}
+	kv->dir = strdup(dir);
+	if (kv->dir == NULL) {
+		rc = RAFT_ENOMEM;
+		goto err_kv;
 	}
 	page = sysconf(_SC_PAGESIZE);
 	kv->page_size = page > 0 ? (size_t)page : 4096;
@@ -379,7 +575,11 @@ int kvsm_open(const char *dir, const struct kvsm_options *o, struct kvsm **out,
 		goto err_kv;
 	}
 
-	rc = kvsm_open_env(kv, dir, o, errmsg, errlen);
+	rc = kvsm_prepare(kv, dir, &opts, errmsg, errlen);
+	if (rc != RAFT_OK) {
+		goto err_lock;
+	}
+	rc = kvsm_open_env(kv, dir, &opts, errmsg, errlen);
 	if (rc != RAFT_OK) {
 		goto err_env;
 	}
@@ -390,20 +590,42 @@ err_env:
 	if (kv->env != NULL) {
 		mdb_env_close(kv->env);
 	}
+err_lock:
 	pthread_rwlock_destroy(&kv->resize_lock);
 err_kv:
+	free(kv->dir);
 	free(kv);
 	return rc;
 }
 
 void kvsm_close(struct kvsm *kv)
 {
+	char scratch[1];
+	bool clean;
+
 	if (kv == NULL) {
 		return;
 	}
+	/* A store whose commit failed may hold what never reached the disk:
+	 * it keeps its marker. */
+	clean = kv->failed == RAFT_OK && mdb_env_sync(kv->env, 1) == 0;
 	mdb_env_close(kv->env);
+	if (kv->marked && clean) {
+		kvsm_remove_marker(kv->dir, scratch, sizeof scratch);
+	}
 	pthread_rwlock_destroy(&kv->resize_lock);
+	free(kv->dir);
 	free(kv);
+}
+
+bool kvsm_discarded(const struct kvsm *kv)
+{
+	return kv->discarded;
+}
+
+const char *kvsm_notice(const struct kvsm *kv)
+{
+	return kv->notice;
 }
 
 /* Begin a read transaction; on success resize_lock is held shared until

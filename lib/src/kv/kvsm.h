@@ -13,8 +13,22 @@
  * run on any thread concurrently with it (LMDB read transactions).
  *
  * Files: dir/kv.mdb and its lock file dir/kv.mdb-lock, so the store can
- * share a directory with other files. Durability modes and why the node
- * uses the one it does: docs/adr/0005-state-machine-durability.md.
+ * share a directory with other files, and dir/kv.open while a store opened
+ * without syncing is open: it holds the kernel boot id of the boot that
+ * opened it, and is removed once a clean close has synced the store.
+ * Durability modes and why the node uses the one it does:
+ * docs/adr/0007-state-machine-rebuilt-from-the-log.md.
+ *
+ * Unsynced stores (no_sync or no_meta_sync) and machine crashes: a process
+ * crash leaves every committed transaction in the page cache, so the store
+ * and its applied index are exact. A machine crash (power loss, kernel
+ * panic) can leave an unsynced store rolled back or torn. kvsm_open()
+ * tells the two apart by the boot id: a kv.open left by another boot (or
+ * any kv.open when the boot id cannot be read) means the machine went down
+ * with the store open, and the store is discarded: it opens empty, applied
+ * index 0, and the caller must replay its log from index 1
+ * (kvsm_discarded()). That is only possible while the log keeps every
+ * entry; see kvsm_sync().
  */
 #ifndef LIBRAFT_KVSM_H
 #define LIBRAFT_KVSM_H
@@ -35,7 +49,18 @@ struct kvsm_options {
 	bool no_sync;	     /* MDB_NOSYNC; the Raft log is the durable copy */
 	bool no_meta_sync;   /* MDB_NOMETASYNC: one sync per batch instead of
 				two; a power loss may undo the last batch */
+	const char *boot_id_path; /* where the boot id is read; NULL:
+				     KVSM_BOOT_ID_PATH */
 };
+
+/* The kernel's boot id, different at every boot. Tests set boot_id_path
+ * to a file of their own to simulate a reboot. If it cannot be read,
+ * unsynced modes fall back to syncing every batch (see kvsm_notice()). */
+#define KVSM_BOOT_ID_PATH "/proc/sys/kernel/random/boot_id"
+
+/* The marker in dir while an unsynced store is open: the boot id of the
+ * boot that opened it, one line. */
+#define KVSM_MARKER "kv.open"
 
 /* Metadata of one key. */
 struct kvsm_meta {
@@ -52,9 +77,26 @@ struct kvsm_result {
 	struct kvsm_meta meta; /* the key's metadata after the command */
 };
 
+/* Open or create the store in dir. Errors: RAFT_EINVAL (a path too long,
+ * max_map_size below map_size), RAFT_EIO, RAFT_ENOSPC, RAFT_ENOMEM,
+ * RAFT_ECORRUPT, RAFT_EMISMATCH (another format), RAFT_ENOTSUP, with
+ * errmsg saying what. A store left open by an earlier boot is discarded
+ * first (file comment); that is not an error. */
 int kvsm_open(const char *dir, const struct kvsm_options *o, struct kvsm **out,
 	      char *errmsg, size_t errlen);
+
+/* Sync the store and, unless a commit failed, remove dir/kv.open, so that
+ * a later boot keeps the store. */
 void kvsm_close(struct kvsm *kv);
+
+/* Whether kvsm_open() discarded a store left open by an earlier boot: the
+ * store is empty and the caller must replay its log from index 1. */
+bool kvsm_discarded(const struct kvsm *kv);
+
+/* What kvsm_open() did that the operator should hear of (the store was
+ * discarded and why; the boot id could not be read, so every batch is
+ * synced), or "" if nothing. */
+const char *kvsm_notice(const struct kvsm *kv);
 
 /* Index and term of the last applied entry (0, 0 for a new store). */
 int kvsm_applied(struct kvsm *kv, raft_index *index, raft_term *term);
@@ -113,8 +155,13 @@ typedef bool (*kvsm_scan_cb)(void *arg, const void *key, size_t key_len,
 int kvsm_scan(struct kvsm *kv, const void *start, size_t start_len,
 	      const void *end, size_t end_len, kvsm_scan_cb cb, void *arg);
 
-/* Force everything committed to disk (for no_sync / no_meta_sync stores,
- * e.g. before log entries are compacted away). RAFT_OK or RAFT_EIO. */
+/* Force everything committed to disk. RAFT_OK or RAFT_EIO.
+ *
+ * Precondition of any log compaction: an unsynced store is rebuilt from
+ * the log after a machine crash, so log entries may be deleted only up to
+ * an applied index that a kvsm_sync() has made durable, and only once
+ * kvsm_open() no longer discards a store that then holds data the log no
+ * longer has (it would have to restore a snapshot instead). */
 int kvsm_sync(struct kvsm *kv);
 
 #endif /* LIBRAFT_KVSM_H */
