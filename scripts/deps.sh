@@ -5,7 +5,7 @@ set -eu
 
 PKGS="build-essential pkg-config libuv1-dev libprotobuf-c-dev protobuf-c-compiler
 liblmdb-dev check libisal-dev libinih-dev python3 iproute2 nftables
-procps psmisc"
+procps"
 
 missing=""
 for p in $PKGS; do
