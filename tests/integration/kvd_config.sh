@@ -93,4 +93,21 @@ check "node 3's data directory started as node 2 is refused (exit 2)" \
 	--id 2 --data-dir "$IT_TMP/copy3" --client-addr "$(client_addr 2)" \
 	--peers "$IT_PEERS" $KVD_TIMING
 
+# Every log message the documentation names is one kvd writes.
+# shellcheck disable=SC2317 # called through check
+doc_msgs_exist() {
+	local m bad=0
+	while read -r m; do
+		if ! grep -rqF -- "\"$m\"" server lib/src &&
+			! grep -rqF -- "msg=\\\"$m\\\"" lib/src; then
+			echo "  docs name msg=\"$m\", which nothing logs"
+			bad=1
+		fi
+	done < <(cat docs/operations.md docs/man/kvd.1 |
+		sed 's/\\(dq/"/g' | grep -o 'msg="[^"]*"' |
+		sed 's/^msg="//; s/"$//' | sort -u)
+	! grep -n 'event=' docs/operations.md docs/man/kvd.1 && [ "$bad" = 0 ]
+}
+check "the docs name only log messages kvd writes" doc_msgs_exist
+
 it_finish
