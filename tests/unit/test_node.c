@@ -1502,8 +1502,8 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, test_bad_config_is_refused);
 	tcase_add_test(tc, test_data_dir_of_another_member_is_refused);
 	tcase_add_test(tc, test_cluster_file_without_own_id_is_refused);
-	tcase_add_test(tc,
-		       test_members_with_one_address_are_refused_and_not_stored);
+	tcase_add_test(
+	    tc, test_members_with_one_address_are_refused_and_not_stored);
 	tcase_add_test(tc, test_damaged_cluster_file_is_refused);
 	tcase_add_test(tc, test_busy_data_dir_and_peer_addr_are_refused);
 	tcase_add_test(tc, test_oversized_and_empty_requests_are_refused);
