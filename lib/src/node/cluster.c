@@ -212,6 +212,16 @@ err_tmp:
 	return rc;
 }
 
+static bool has_member(const struct raft_member *m, size_t n, raft_id id)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (m[i].id == id) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Parse DIR/cluster. Returns RAFT_OK, RAFT_ENOTFOUND (no file), RAFT_EIO or
  * RAFT_ECORRUPT. */
 static int read_cluster(const char *path, struct node_cluster *c, char *errmsg,
@@ -271,7 +281,7 @@ static int read_cluster(const char *path, struct node_cluster *c, char *errmsg,
 			  strerror(errno));
 		rc = RAFT_EIO;
 	} else if (!have_id || c->cluster_id == 0 || !have_self ||
-		   c->self == 0 ||
+		   !has_member(c->members, c->n_members, c->self) ||
 		   check_members(c->members, c->n_members, NULL, 0) != 0) {
 		lineno = 0;
 		goto bad;
@@ -297,16 +307,6 @@ old:
 		  "empty data directory",
 		  path, CLUSTER_MAGIC);
 	return RAFT_ECORRUPT;
-}
-
-static bool has_member(const struct raft_member *m, size_t n, raft_id id)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (m[i].id == id) {
-			return true;
-		}
-	}
-	return false;
 }
 
 static bool same_members(const struct raft_member *a, size_t na,
