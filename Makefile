@@ -164,7 +164,6 @@ SEEDS ?= 10000
 sim: tests
 	$(BUILD)/tests/sim --seeds $(SEEDS)
 
-N ?= 3
 cluster:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory all

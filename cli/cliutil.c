@@ -66,6 +66,31 @@ int cli_list_split(const char *s, size_t max, struct cli_list *l, char *err,
 	return 0;
 }
 
+int cli_check_endpoint(const char *s, char *err, size_t errlen)
+{
+	const char *colon = strrchr(s, ':'), *d;
+	size_t hlen;
+	unsigned long port = 0;
+
+	if (colon == NULL) {
+		snprintf(err, errlen, "'%s': want HOST:PORT (no port)", s);
+		return -1;
+	}
+	hlen = (size_t)(colon - s);
+	if (hlen == 0 || (s[0] == '[' && (hlen < 3 || s[hlen - 1] != ']'))) {
+		snprintf(err, errlen, "'%s': want HOST:PORT (no host)", s);
+		return -1;
+	}
+	for (d = colon + 1; *d >= '0' && *d <= '9' && port <= 65535; d++)
+		port = port * 10 + (unsigned long)(*d - '0');
+	if (d == colon + 1 || *d != '\0' || port == 0 || port > 65535) {
+		snprintf(err, errlen,
+			 "'%s': the port must be a number from 1 to 65535", s);
+		return -1;
+	}
+	return 0;
+}
+
 void cli_list_free(struct cli_list *l)
 {
 	free(l->buf);

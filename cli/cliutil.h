@@ -27,6 +27,11 @@ int cli_list_split(const char *s, size_t max, struct cli_list *l, char *err,
 		   size_t errlen);
 void cli_list_free(struct cli_list *l);
 
+/* Check the form of a "HOST:PORT" or "[V6]:PORT" endpoint: a non-empty host
+ * and a port 1..65535 in decimal. Returns 0, or -1 with a message in err.
+ * Nothing is resolved. */
+int cli_check_endpoint(const char *s, char *err, size_t errlen);
+
 /* Write data as a quoted JSON string. Bytes that are not valid UTF-8 are
  * written as \u00XX escapes of the byte (lossy: use cli_json_base64 when
  * the exact bytes matter). */

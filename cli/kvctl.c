@@ -13,6 +13,7 @@
 
 #include "cliutil.h"
 #include "libraft/client.h"
+#include "libraft/kv.h"
 
 #define KVCTL_VERSION "0.1.0"
 
@@ -50,10 +51,12 @@ static void usage(FILE *f)
 	    "                       else %s)\n"
 	    "  --timeout D          give up after D (e.g. 500ms, 5s; "
 	    "default 5s)\n"
-	    "  --json               print results (and errors) as JSON on "
-	    "stdout\n"
-	    "  --serializable       get: read the node's local copy (may be "
-	    "stale,\n"
+	    "  --json               print results, and errors from the "
+	    "cluster, as JSON\n"
+	    "                       on stdout (usage errors go to stderr "
+	    "only)\n"
+	    "  --serializable       get only: read the node's local copy "
+	    "(may be stale,\n"
 	    "                       works without a quorum)\n"
 	    "  -h, --help           show this help\n"
 	    "  --version            print the version\n"
@@ -66,14 +69,16 @@ static void usage(FILE *f)
 	    "  3  cluster unavailable or timed out (nothing was changed)\n"
 	    "  4  outcome unknown: the write may or may not have been "
 	    "applied\n"
-	    "  5  rejected by the server (e.g. key or value too large)\n"
+	    "  5  rejected (by the server, or by the client's own limit "
+	    "checks),\n"
+	    "     e.g. key or value too large\n"
 	    "status exits 0 when an endpoint answered and a leader is "
 	    "known, else 3.\n",
 	    CLI_DEFAULT_ENDPOINTS);
 }
 
-/* Read all of stdin, at most max bytes. Returns 0, or -1 with errno-style
- * message printed. */
+/* Read all of stdin, at most max bytes. Returns 0; 1 when stdin holds more
+ * (nothing printed); or -1 with a message printed. */
 static int read_stdin(size_t max, char **out, size_t *len)
 {
 	size_t cap = 64 * 1024, n = 0;
@@ -84,14 +89,8 @@ static int read_stdin(size_t max, char **out, size_t *len)
 		goto err_nomem;
 	for (;;) {
 		if (n == cap) {
-			if (cap > max) {
-				fprintf(stderr,
-					"kvctl: value on stdin is larger than "
-					"%zu bytes\n",
-					max);
-				free(buf);
-				return -1;
-			}
+			if (cap > max)
+				goto err_big;
 			cap *= 2;
 			nbuf = realloc(buf, cap);
 			if (nbuf == NULL)
@@ -108,16 +107,15 @@ static int read_stdin(size_t max, char **out, size_t *len)
 		free(buf);
 		return -1;
 	}
-	if (n > max) {
-		fprintf(stderr,
-			"kvctl: value on stdin is larger than %zu bytes\n",
-			max);
-		free(buf);
-		return -1;
-	}
+	if (n > max)
+		goto err_big;
 	*out = buf;
 	*len = n;
 	return 0;
+
+err_big:
+	free(buf);
+	return 1;
 
 err_nomem:
 	free(buf);
@@ -150,7 +148,8 @@ static int reply_exit(const struct kvctl_opts *o, const char *cmd,
 	if (code == EXIT_NOTFOUND)
 		fprintf(stderr, "kvctl: %s: key not found\n", cmd);
 	else
-		fprintf(stderr, "kvctl: %s: %s%s\n", cmd, r->error,
+		fprintf(stderr, "kvctl: %s: %s%s%s\n", cmd,
+			code == EXIT_REJECTED ? "rejected: " : "", r->error,
 			code == EXIT_UNKNOWN ? " (outcome unknown)" : "");
 	if (o->json) {
 		printf("{\"ok\":false,\"code\":%d,\"error\":", r->rc);
@@ -158,6 +157,31 @@ static int reply_exit(const struct kvctl_opts *o, const char *cmd,
 		printf(",\"unknown\":%s,\"exit\":%d}\n",
 		       r->unknown ? "true" : "false", code);
 	}
+	return code;
+}
+
+/* A request over a limit the server would refuse: refused here without
+ * sending, reported as the server's rejection would be. len 0: unknown
+ * (what then says "... is"). */
+static int local_reject(const struct kvctl_opts *o, const char *cmd,
+			const char *what, size_t len, size_t limit)
+{
+	struct kv_client_reply r;
+	int code;
+
+	memset(&r, 0, sizeof(r));
+	r.rc = RAFT_ETOOBIG;
+	if (len == 0)
+		snprintf(r.error, sizeof(r.error),
+			 "%s over the %zu-byte limit (checked before sending)",
+			 what, limit);
+	else
+		snprintf(r.error, sizeof(r.error),
+			 "%s of %zu bytes is over the %zu-byte limit (checked "
+			 "before sending)",
+			 what, len, limit);
+	code = reply_exit(o, cmd, &r);
+	kv_client_reply_free(&r);
 	return code;
 }
 
@@ -178,8 +202,13 @@ static int cmd_get(struct kv_client_sync *s, const struct kvctl_opts *o,
 	kv_client_sync_get(s, key, strlen(key), o->serializable, &r);
 	code = reply_exit(o, "get", &r);
 	if (code == EXIT_OK && o->json) {
-		printf("{\"ok\":true,\"key\":");
-		cli_json_string(stdout, key, strlen(key));
+		printf("{\"ok\":true");
+		if (cli_utf8_valid(key, strlen(key))) {
+			printf(",\"key\":");
+			cli_json_string(stdout, key, strlen(key));
+		}
+		printf(",\"key_base64\":");
+		cli_json_base64(stdout, key, strlen(key));
 		if (cli_utf8_valid(r.value, r.value_len)) {
 			printf(",\"value\":");
 			cli_json_string(stdout, r.value, r.value_len);
@@ -212,17 +241,30 @@ static int cmd_put(struct kv_client_sync *s, const struct kvctl_opts *o,
 	int code;
 
 	if (strcmp(value, "-") == 0) {
-		if (read_stdin(KV_CLIENT_MAX_FRAME, &buf, &len) != 0)
+		switch (read_stdin(KV_MAX_VALUE, &buf, &len)) {
+		case 0:
+			break;
+		case 1:
+			return local_reject(o, "put", "the value on stdin is",
+					    0, KV_MAX_VALUE);
+		default:
 			return EXIT_REJECTED;
+		}
 		value = buf;
 	} else {
 		len = strlen(value);
+		if (len > KV_MAX_VALUE) {
+			code =
+			    local_reject(o, "put", "value", len, KV_MAX_VALUE);
+			goto out;
+		}
 	}
 	kv_client_sync_put(s, key, strlen(key), value, len, &r);
 	code = reply_exit(o, "put", &r);
 	if (code == EXIT_OK && o->json)
 		print_write_json(&r);
 	kv_client_reply_free(&r);
+out:
 	free(buf);
 	return code;
 }
@@ -369,6 +411,13 @@ static int run(const struct kvctl_opts *o, const char *cmd, char **args)
 		fprintf(stderr, "kvctl: --endpoints %s\n", err);
 		return EXIT_USAGE;
 	}
+	for (size_t i = 0; i < eps.n; i++) {
+		if (cli_check_endpoint(eps.items[i], err, sizeof(err)) != 0) {
+			fprintf(stderr, "kvctl: --endpoints %s\n", err);
+			cli_list_free(&eps);
+			return EXIT_USAGE;
+		}
+	}
 	kv_client_config_init(&cfg);
 	cfg.endpoints = eps.items;
 	cfg.n_endpoints = eps.n;
@@ -380,7 +429,9 @@ static int run(const struct kvctl_opts *o, const char *cmd, char **args)
 		cli_list_free(&eps);
 		return EXIT_USAGE;
 	}
-	if (strcmp(cmd, "get") == 0)
+	if (strcmp(cmd, "status") != 0 && strlen(args[0]) > KV_MAX_KEY)
+		code = local_reject(o, cmd, "key", strlen(args[0]), KV_MAX_KEY);
+	else if (strcmp(cmd, "get") == 0)
 		code = cmd_get(s, o, args[0]);
 	else if (strcmp(cmd, "put") == 0)
 		code = cmd_put(s, o, args[0], args[1]);
@@ -470,6 +521,12 @@ int main(int argc, char **argv)
 	if (argc - optind != arity) {
 		fprintf(stderr, "kvctl: %s takes %d argument%s, got %d\n", cmd,
 			arity, arity == 1 ? "" : "s", argc - optind);
+		return EXIT_USAGE;
+	}
+	if (o.serializable && strcmp(cmd, "get") != 0) {
+		fprintf(stderr,
+			"kvctl: --serializable applies to get only, not %s\n",
+			cmd);
 		return EXIT_USAGE;
 	}
 	if (arity > 0 && argv[optind][0] == '\0') {

@@ -3,7 +3,9 @@
 # cluster-stop`, `make cluster-wipe`.
 #
 #   scripts/cluster.sh start   start N nodes (N=3 or 5; default 3), wait for
-#                              a leader, show a put and a get
+#                              a leader, show a put and a get; when some
+#                              nodes of ./cluster run and others do not (one
+#                              crashed), start the missing ones
 #   scripts/cluster.sh stop    SIGTERM every node and wait for it to exit
 #   scripts/cluster.sh wipe    stop, then delete ./cluster
 #   scripts/cluster.sh status  kvctl status against the running nodes
@@ -11,13 +13,17 @@
 # Node K keeps its data in ./cluster/nodeK, logs to ./cluster/nodeK.log and
 # its pid in ./cluster/nodeK.pid. Peers listen on 127.0.0.1:700K, clients
 # on 127.0.0.1:600K. Environment: BUILD (build directory, default build),
-# N (number of nodes).
+# N (number of nodes; default: the size of ./cluster, else 3), PEER_BASE
+# and CLIENT_BASE (default 7000 and 6000), CLUSTER_DIR (default ./cluster).
+# The size of an existing cluster cannot be changed: wipe it first.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 
 BUILD=${BUILD:-build}
-N=${N:-3}
-DIR=cluster
+N=${N:-} # empty: the size of ./cluster, or 3 for a new one
+DIR=${CLUSTER_DIR:-cluster}
+PEER_BASE=${PEER_BASE:-7000}
+CLIENT_BASE=${CLIENT_BASE:-6000}
 KVD=$BUILD/bin/kvd
 KVCTL=$BUILD/bin/kvctl
 START_DEADLINE=${START_DEADLINE:-15}
@@ -31,7 +37,7 @@ die() {
 peers() {
 	local k list=""
 	for ((k = 1; k <= $1; k++)); do
-		list+="${list:+,}$k=127.0.0.1:$((7000 + k))"
+		list+="${list:+,}$k=127.0.0.1:$((PEER_BASE + k))"
 	done
 	echo "$list"
 }
@@ -39,7 +45,7 @@ peers() {
 endpoints() {
 	local k list=""
 	for ((k = 1; k <= $1; k++)); do
-		list+="${list:+,}127.0.0.1:$((6000 + k))"
+		list+="${list:+,}127.0.0.1:$((CLIENT_BASE + k))"
 	done
 	echo "$list"
 }
@@ -75,11 +81,43 @@ running_nodes() {
 }
 
 cluster_size() {
-	if [ -f "$DIR/size" ]; then cat "$DIR/size"; else echo "$N"; fi
+	if [ -f "$DIR/size" ]; then cat "$DIR/size"; else echo "${N:-3}"; fi
+}
+
+# ready K...: a leader is known and nodes K... answer.
+ready() {
+	local k
+	"$KVCTL" --endpoints "$(endpoints "$N")" --timeout 1s status \
+		>/dev/null 2>&1 || return 1
+	for k in "$@"; do
+		"$KVCTL" --endpoints "127.0.0.1:$((CLIENT_BASE + k))" \
+			--timeout 1s status >/dev/null 2>&1 || return 1
+	done
+}
+
+# start_node K: node K, with the command line every start of it uses.
+start_node() {
+	local k=$1
+	# setsid: a Ctrl-C in this terminal must not reach the nodes.
+	setsid "$KVD" --id "$k" --data-dir "$DIR/node$k" \
+		--client-addr "127.0.0.1:$((CLIENT_BASE + k))" \
+		--peers "$(peers "$N")" >>"$DIR/node$k.log" 2>&1 </dev/null &
+	echo $! >"$DIR/node$k.pid"
 }
 
 start() {
-	local k pid running size deadline eps
+	local k pid running missing=() size="" deadline eps
+	if [ -f "$DIR/size" ]; then
+		size=$(cat "$DIR/size")
+	fi
+	running=$(running_nodes | tr '\n' ' ')
+	if [ -n "$size" ] && [ -n "$N" ] && [ "$N" != "$size" ]; then
+		if [ -n "$running" ]; then
+			die "cannot change the size of a running cluster: ./$DIR holds a $size-node cluster (running: ${running% }); 'make cluster-wipe' first to start $N nodes"
+		fi
+		die "./$DIR holds a $size-node cluster; use N=$size, or 'make cluster-wipe' first"
+	fi
+	N=${size:-${N:-3}}
 	case $N in
 	3 | 5) ;;
 	*) die "N must be 3 or 5, got '$N'" ;;
@@ -87,29 +125,26 @@ start() {
 	if [ ! -x "$KVD" ] || [ ! -x "$KVCTL" ]; then
 		die "$KVD or $KVCTL missing; run make first"
 	fi
-	running=$(running_nodes | tr '\n' ' ')
-	if [ -n "$running" ]; then
-		size=$(cluster_size)
-		echo "cluster: already running (nodes: ${running% }); endpoints $(endpoints "$size")"
+	for ((k = 1; k <= N; k++)); do
+		node_pid "$k" >/dev/null || missing+=("$k")
+	done
+	if [ ${#missing[@]} -eq 0 ]; then
+		echo "cluster: already running (nodes: ${running% }); endpoints $(endpoints "$N")"
 		echo "cluster: stop it with 'make cluster-stop', delete it with 'make cluster-wipe'"
 		return 0
 	fi
-	if [ -f "$DIR/size" ] && [ "$(cat "$DIR/size")" != "$N" ]; then
-		die "./$DIR holds a $(cat "$DIR/size")-node cluster; use N=$(cat "$DIR/size"), or 'make cluster-wipe' first"
-	fi
 	mkdir -p "$DIR"
 	echo "$N" >"$DIR/size"
-	for ((k = 1; k <= N; k++)); do
-		# setsid: a Ctrl-C in this terminal must not reach the nodes.
-		setsid "$KVD" --id "$k" --data-dir "$DIR/node$k" \
-			--client-addr "127.0.0.1:$((6000 + k))" \
-			--peers "$(peers "$N")" >>"$DIR/node$k.log" 2>&1 </dev/null &
-		echo $! >"$DIR/node$k.pid"
+	if [ -n "$running" ]; then
+		echo "cluster: nodes ${running% } are running; starting the missing node(s): ${missing[*]}"
+	fi
+	for k in "${missing[@]}"; do
+		start_node "$k"
 	done
 	eps=$(endpoints "$N")
-	echo "cluster: started $N nodes; waiting for a leader (up to ${START_DEADLINE}s)"
+	echo "cluster: started ${#missing[@]} of $N nodes; waiting for a leader (up to ${START_DEADLINE}s)"
 	deadline=$((SECONDS + START_DEADLINE))
-	until "$KVCTL" --endpoints "$eps" --timeout 1s status >/dev/null 2>&1; do
+	until ready "${missing[@]}"; do
 		for ((k = 1; k <= N; k++)); do
 			if ! pid=$(node_pid "$k"); then
 				echo "cluster: node $k exited; the end of $DIR/node$k.log:" >&2
@@ -128,10 +163,10 @@ start() {
 	"$KVCTL" --endpoints "$eps" status
 	echo
 	echo "endpoints: $eps"
-	if [ "$N" != 3 ]; then
+	if [ "$eps" != "$(CLIENT_BASE=6000 endpoints 3)" ]; then
 		echo "\$ export KVCTL_ENDPOINTS=$eps"
-		export KVCTL_ENDPOINTS=$eps
 	fi
+	export KVCTL_ENDPOINTS=$eps
 	echo "\$ $KVCTL put hello world"
 	"$KVCTL" put hello world || exit 1
 	echo "\$ $KVCTL get hello"

@@ -169,6 +169,16 @@ static int set_peers(struct kvd_config *cfg, const char *val, char *err,
 					 (unsigned long long)m[n].id);
 				return -1;
 			}
+			if (strcmp(m[i].addr, m[n].addr) == 0) {
+				snprintf(err, errlen,
+					 "members %llu and %llu have the same "
+					 "address %s; every member needs its "
+					 "own",
+					 (unsigned long long)m[i].id,
+					 (unsigned long long)m[n].id,
+					 m[n].addr);
+				return -1;
+			}
 		}
 		n++;
 		p += len;
@@ -494,6 +504,8 @@ static void report_bad_flag(char **argv, int c)
 static int validate(struct kvd_config *cfg)
 {
 	const struct raft_member *self = NULL;
+	struct raft_node_config defaults;
+	unsigned election, heartbeat;
 	size_t i;
 
 	if (cfg->id == 0 || cfg->data_dir[0] == '\0' || cfg->n_members == 0 ||
@@ -515,15 +527,32 @@ static int validate(struct kvd_config *cfg)
 			(unsigned long long)cfg->id);
 		return -1;
 	}
-	if (cfg->peer_addr[0] == '\0')
+	if (cfg->peer_addr[0] == '\0') {
 		snprintf(cfg->peer_addr, sizeof(cfg->peer_addr), "%s",
 			 self->addr);
-	if (cfg->heartbeat_ticks != 0 && cfg->election_ticks != 0 &&
-	    cfg->heartbeat_ticks >= cfg->election_ticks) {
+	} else if (strcmp(strrchr(cfg->peer_addr, ':'),
+			  strrchr(self->addr, ':')) != 0) {
+		/* Peers dial the address in --peers; a listener elsewhere
+		 * would never be reached. The host may differ (0.0.0.0, a
+		 * name for the same interface); the port may not. */
 		fprintf(stderr,
-			"kvd: --heartbeat-ticks (%u) must be below "
-			"--election-ticks (%u)\n",
-			cfg->heartbeat_ticks, cfg->election_ticks);
+			"kvd: --peer-addr %s does not match this node's entry "
+			"in --peers (%llu=%s); the ports must be the same\n",
+			cfg->peer_addr, (unsigned long long)cfg->id,
+			self->addr);
+		return -1;
+	}
+	raft_node_config_init(&defaults);
+	election =
+	    cfg->election_ticks ? cfg->election_ticks : defaults.election_ticks;
+	heartbeat = cfg->heartbeat_ticks ? cfg->heartbeat_ticks
+					 : defaults.heartbeat_ticks;
+	if (heartbeat >= election) {
+		fprintf(stderr,
+			"kvd: --heartbeat-ticks: must be below "
+			"--election-ticks (heartbeat %u%s, election %u%s)\n",
+			heartbeat, cfg->heartbeat_ticks ? "" : " by default",
+			election, cfg->election_ticks ? "" : " by default");
 		return -1;
 	}
 	if (strcmp(cfg->peer_addr, cfg->client_addr) == 0) {

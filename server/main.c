@@ -27,6 +27,9 @@
 #include "listener.h"
 #include "log.h"
 
+/* How the peer transport's errmsg starts when it cannot bind. */
+#define PEER_LISTEN_ERR "cannot listen for peers on "
+
 struct kvd {
 	uv_loop_t loop;
 	struct kvd_config cfg;
@@ -164,11 +167,25 @@ static int start(struct kvd *d)
 			"detail=\"acknowledged writes can be lost on power "
 			"loss\"");
 	rv = kv_store_open(&d->loop, &kc, &d->store, err, sizeof(err));
+	if (rv != RAFT_OK &&
+	    strncmp(err, PEER_LISTEN_ERR, strlen(PEER_LISTEN_ERR)) == 0) {
+		/* The peer transport's bind failed: not a store problem. */
+		kvd_log(RAFT_LOG_ERROR, "cannot listen for peers",
+			"peer_addr=%s error=%s", d->cfg.peer_addr,
+			kvd_log_quote(q, sizeof(q), err));
+		fprintf(stderr, "kvd: %s\n", err);
+		uv_run(&d->loop, UV_RUN_DEFAULT);
+		return 1;
+	}
 	if (rv != RAFT_OK) {
 		kvd_log(RAFT_LOG_ERROR, "cannot open the store",
 			"data_dir=%s code=%d error=%s", d->cfg.data_dir, rv,
 			kvd_log_quote(q, sizeof(q), err));
-		return rv == RAFT_EINVAL || rv == RAFT_EMISMATCH ? 2 : 1;
+		if (rv == RAFT_EINVAL || rv == RAFT_EMISMATCH) {
+			fprintf(stderr, "kvd: %s\n", err);
+			return 2;
+		}
+		return 1;
 	}
 	memset(&lo, 0, sizeof(lo));
 	lo.addr = d->cfg.client_addr;

@@ -30,6 +30,18 @@ check_rc "kvctl --endpoints with an empty entry exits 2" 2 \
 	"$KVCTL" --endpoints 127.0.0.1:1,,127.0.0.1:2 get k
 check_rc "kvctl --endpoints without a port exits 2" 2 \
 	"$KVCTL" --endpoints localhost get k
+check_rc "kvctl --endpoints with port 99999 exits 2" 2 \
+	"$KVCTL" --endpoints 127.0.0.1:99999 get k
+check_rc "kvctl --endpoints with an empty port exits 2" 2 \
+	"$KVCTL" --endpoints 127.0.0.1: get k
+check_rc "kvctl --endpoints with an empty host exits 2" 2 \
+	"$KVCTL" --endpoints :6001 get k
+check_rc "kvctl --serializable put exits 2" 2 "$KVCTL" --serializable put k v
+check_rc "kvctl --serializable del exits 2" 2 "$KVCTL" --serializable del k
+check "kvctl --help says exit 5 covers the client's own checks" \
+	sh -c "'$KVCTL' --help | grep -qF \"rejected (by the server, or by the client's own limit checks)\""
+check "kvctl --help says usage errors go to stderr under --json" \
+	sh -c "'$KVCTL' --help | grep -qF 'usage errors go to stderr'"
 
 # Node 1 reads its settings from a config file; the others from flags.
 cat >"$IT_TMP/node1.ini" <<EOF
@@ -97,11 +109,20 @@ check "the 1 MiB value comes back intact" cmp -s "$IT_TMP/big" \
 head -c 1048577 /dev/urandom >"$IT_TMP/big1"
 check_rc "a value over 1 MiB is rejected (exit 5)" 5 \
 	kvctl put big1 - <"$IT_TMP/big1"
-check_out "and the error says why" \
-	"kvctl: put: value of 1048577 bytes exceeds the limit of 1048576" \
+check_out "and the error says why, and that kvctl checked it" \
+	"kvctl: put: rejected: the value on stdin is over the 1048576-byte limit (checked before sending)" \
 	sh -c "'$KVCTL' --endpoints $IT_EPS put big1 - <'$IT_TMP/big1' 2>&1"
 check_rc "a key over 511 bytes is rejected (exit 5)" 5 \
 	kvctl put "$(head -c 512 /dev/zero | tr '\0' k)" v
+check_out "... saying so" \
+	"kvctl: put: rejected: key of 512 bytes is over the 511-byte limit (checked before sending)" \
+	sh -c "'$KVCTL' --endpoints $IT_EPS put $(head -c 512 /dev/zero | tr '\0' k) v 2>&1"
+
+# A key that is not UTF-8 comes back in base64 under --json.
+check_rc "put a key that is not UTF-8" 0 kvctl put "$(printf 'k\377')" v
+check_out "--json get gives that key in base64" "a/8= False" \
+	sh -c "'$KVCTL' --endpoints $IT_EPS --json get \"\$(printf 'k\\377')\" |
+		python3 -c 'import json,sys; d = json.load(sys.stdin); print(d[\"key_base64\"], \"key\" in d)'"
 check_rc "the cluster still serves after the refusals" 0 kvctl put after ok
 
 # Status: every node, one leader.

@@ -696,6 +696,90 @@ START_TEST(test_damaged_cluster_file_is_refused)
 }
 END_TEST
 
+/* A data directory started under another member's id (a copy of node 3's
+ * directory started as node 2) is refused with RAFT_EMISMATCH naming both
+ * ids; its own id still opens it. */
+START_TEST(test_data_dir_of_another_member_is_refused)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	char errmsg[512];
+	int rc;
+
+	cluster_init(&c, 3, 22190);
+	open_store(&c, 2);
+	close_store(&c, 2);
+
+	store_config(&c, 1, &cfg);
+	cfg.node.data_dir = c.dirs[2];
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_EMISMATCH);
+	ck_assert_ptr_null(s);
+	ck_assert_msg(strstr(errmsg, "belongs to member 3, not 2") != NULL,
+		      "%s", errmsg);
+
+	open_store(&c, 2);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A cluster file without the member it belongs to (the first format) is
+ * refused with RAFT_ECORRUPT and a message saying how to repair it. */
+START_TEST(test_cluster_file_without_own_id_is_refused)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	char errmsg[512], path[128];
+	FILE *f;
+	int rc;
+
+	cluster_init(&c, 1, 22195);
+	snprintf(path, sizeof(path), "%s/cluster", c.dirs[0]);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fprintf(f, "libraft-cluster 1\ncluster_id=7\nmember=1 %s\n",
+		c.members[0].addr);
+	fclose(f);
+
+	store_config(&c, 0, &cfg);
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_ECORRUPT);
+	ck_assert_ptr_null(s);
+	ck_assert_msg(strstr(errmsg, "self=ID") != NULL, "%s", errmsg);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* Members sharing an address are refused with RAFT_EINVAL before anything
+ * is stored, so the corrected list starts the node afterwards. */
+START_TEST(test_members_with_one_address_are_refused_and_not_stored)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	struct raft_member dup[3];
+	char errmsg[512], path[128];
+	int rc;
+
+	cluster_init(&c, 3, 22240);
+	memcpy(dup, c.members, sizeof(dup));
+	snprintf(dup[1].addr, sizeof(dup[1].addr), "%s", dup[0].addr);
+	store_config(&c, 0, &cfg);
+	cfg.node.members = dup;
+	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
+	ck_assert_int_eq(rc, RAFT_EINVAL);
+	ck_assert_ptr_null(s);
+	ck_assert_msg(strstr(errmsg, "same address") != NULL, "%s", errmsg);
+	snprintf(path, sizeof(path), "%s/cluster", c.dirs[0]);
+	ck_assert_int_ne(access(path, F_OK), 0);
+
+	open_store(&c, 0);
+	cluster_stop(&c);
+}
+END_TEST
+
 /* Bad configurations are refused with RAFT_EINVAL and a message, and leave
  * nothing running. */
 START_TEST(test_bad_config_is_refused)
@@ -752,7 +836,7 @@ START_TEST(test_busy_data_dir_and_peer_addr_are_refused)
 	struct cluster c;
 	struct kv_config cfg;
 	struct kv_store *s = NULL;
-	char errmsg[512], other[64];
+	char errmsg[512], other[64], path[128];
 	int rc;
 
 	cluster_init(&c, 3, 22140);
@@ -773,6 +857,9 @@ START_TEST(test_busy_data_dir_and_peer_addr_are_refused)
 	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
 	ck_assert_int_eq(rc, RAFT_EIO);
 	ck_assert_ptr_null(s);
+	/* The failed first start stored no member list. */
+	snprintf(path, sizeof(path), "%s/cluster", other);
+	ck_assert_int_ne(access(path, F_OK), 0);
 	remove_dir(other);
 	cluster_stop(&c);
 }
@@ -1413,6 +1500,10 @@ static Suite *node_suite(void)
 	    tc, test_store_left_open_by_earlier_boot_is_rebuilt_from_log);
 	tcase_add_test(tc, test_restart_with_conflicting_members_is_refused);
 	tcase_add_test(tc, test_bad_config_is_refused);
+	tcase_add_test(tc, test_data_dir_of_another_member_is_refused);
+	tcase_add_test(tc, test_cluster_file_without_own_id_is_refused);
+	tcase_add_test(
+	    tc, test_members_with_one_address_are_refused_and_not_stored);
 	tcase_add_test(tc, test_damaged_cluster_file_is_refused);
 	tcase_add_test(tc, test_busy_data_dir_and_peer_addr_are_refused);
 	tcase_add_test(tc, test_oversized_and_empty_requests_are_refused);

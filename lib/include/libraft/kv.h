@@ -11,7 +11,7 @@
  * (ReadIndex, also from followers, which ask the leader), or serializable on
  * request: served from this node's applied state at once, possibly stale.
  *
- * Data directory layout: DIR/cluster (cluster id and members), DIR/log/
+ * Data directory layout: DIR/cluster (own id, cluster id, members), DIR/log/
  * (the Raft log), DIR/kv/ (the LMDB environment), DIR/LOCK.
  *
  * All callbacks run on the loop thread. The store applies committed entries

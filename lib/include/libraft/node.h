@@ -182,8 +182,10 @@ RAFT_API void raft_node_config_init(struct raft_node_config *cfg);
 
 struct raft_node;
 
-/* Open the data directory, check or store the cluster configuration, load
- * the log, start the transport and the tick timer on loop. cfg is copied
+/* Open the data directory, check the stored cluster configuration, load
+ * the log, start the transport and the tick timer on loop; at the first
+ * start, store the configuration (with this node's id) once the transport
+ * listens, so that a failed first start stores nothing. cfg is copied
  * (strings and members included) and may be freed on return; cfg->fsm and
  * cfg->log_data and cfg->failed_data are kept as pointers and must stay
  * valid until close. The node is the caller's until raft_node_close().
@@ -195,16 +197,19 @@ struct raft_node;
  *   RAFT_EINVAL    a bad config (loop, cfg or out NULL; no fsm, or one
  *                  without applied or apply; id 0 or not a member; no
  *                  data_dir, or one over 3500 bytes; a member with id 0,
- *                  listed twice or without a valid address, or over
+ *                  listed twice or without a valid address, two members
+ *                  on one address, or over
  *                  RAFT_MAX_PEERS members; no members at the first start;
  *                  heartbeat_ticks not below election_ticks; a bad peer or
  *                  client address; segment_size below 4 KiB; a stored log
  *                  the core refuses);
  *   RAFT_EMISMATCH members or cluster_id differ from those stored at the
- *                  first start;
+ *                  first start, or the data directory belongs to another
+ *                  member id;
  *   RAFT_EBUSY     another node (in this process or another) holds the
  *                  data directory;
- *   RAFT_ECORRUPT  the log or the stored configuration is damaged;
+ *   RAFT_ECORRUPT  the log or the stored configuration is damaged, or the
+ *                  configuration is in the first format (no member id);
  *   RAFT_EIO       the data directory or the listen address is unusable;
  *   RAFT_ENOSPC    no space to create the log or the configuration;
  *   RAFT_ENOMEM;

@@ -33,6 +33,7 @@
  *      rnet_close() finishes when it drops to 0.
  */
 #include <assert.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -1103,6 +1104,18 @@ static int net_check_options(const struct rnet_options *o, char *errmsg,
 /* Resolve (blocking: called once, at start), bind and listen on a socket
  * of our own, so that a failure leaves no libuv handle to close. Returns the
  * descriptor or a negative raft error. */
+/* "cannot listen for peers on ADDR: address already in use": the system's
+ * text for err, lower-cased at its start as in the rest of the message. */
+static void set_listen_err(char *errmsg, size_t errlen, const char *addr,
+			   int err)
+{
+	char why[128];
+
+	snprintf(why, sizeof(why), "%s", strerror(err));
+	why[0] = (char)tolower((unsigned char)why[0]);
+	set_err(errmsg, errlen, "cannot listen for peers on %s: %s", addr, why);
+}
+
 static int net_listen_fd(const char *addr, char *errmsg, size_t errlen)
 {
 	struct sockaddr_storage sa;
@@ -1144,8 +1157,7 @@ fail_fd:
 	close(fd);
 	errno = rv;
 fail:
-	set_err(errmsg, errlen, "cannot listen on %s: %s", addr,
-		strerror(errno));
+	set_listen_err(errmsg, errlen, addr, errno);
 	return RAFT_EIO;
 }
 
@@ -1251,8 +1263,7 @@ int rnet_start(uv_loop_t *loop, const struct rnet_options *o, rnet_recv_cb recv,
 		 * closed, on the caller's next loop iteration. */
 		if (uv_fileno((uv_handle_t *)&n->listener, &ofd) != 0)
 			close(fd);
-		set_err(errmsg, errlen, "cannot listen on %s: %s",
-			o->listen_addr, uv_strerror(rv));
+		set_listen_err(errmsg, errlen, o->listen_addr, -rv);
 		n->closing = true;
 		uv_close((uv_handle_t *)&n->listener, net_listener_closed_cb);
 		return RAFT_EIO;

@@ -1,18 +1,24 @@
-/* The cluster file: a node's cluster id and member list, stored in its data
- * directory at the first start so that a later start with another member
- * list (a typo in --peers, a data directory copied from another cluster) is
- * refused instead of splitting the cluster.
+/* The cluster file: a node's own id, its cluster id and member list, stored
+ * in its data directory at the first start so that a later start with
+ * another member list (a typo in --peers, a data directory copied from
+ * another cluster) or another id (node 3's directory started as node 2,
+ * which would vote twice with node 3's log and vote: Raft paper 5.2 allows
+ * one vote per term per server) is refused instead of splitting the cluster.
  *
  * Format, one item per line:
  *
- *     libraft-cluster 1
+ *     libraft-cluster 2
+ *     self=<id>                    (the member this directory belongs to)
  *     cluster_id=<decimal>
  *     member=<id> <host:port>      (one line per member)
  *
- * Happy path: the file is absent at the first start; it is written to
- * DIR/cluster.tmp, fsynced, renamed over DIR/cluster and the directory is
- * fsynced, so a crash leaves either no file or the whole file. Later starts
- * read and check it.
+ * Version 1 files lack self= and are refused with a message saying how to
+ * add it.
+ *
+ * Happy path: the file is absent at the first start; once the node is
+ * listening for peers it is written to DIR/cluster.tmp, fsynced, renamed
+ * over DIR/cluster and the directory is fsynced, so a crash leaves either
+ * no file or the whole file. Later starts read and check it.
  *
  * Failure modes: a write or sync error leaves no DIR/cluster (the next start
  * tries again); an unparsable file is RAFT_ECORRUPT; a stale DIR/cluster.tmp
@@ -29,9 +35,10 @@
 
 #include "node/node.h"
 
-#define CLUSTER_FILE  "cluster"
-#define CLUSTER_TMP   "cluster.tmp"
-#define CLUSTER_MAGIC "libraft-cluster 1"
+#define CLUSTER_FILE	 "cluster"
+#define CLUSTER_TMP	 "cluster.tmp"
+#define CLUSTER_MAGIC	 "libraft-cluster 2"
+#define CLUSTER_MAGIC_V1 "libraft-cluster 1"
 
 void node_errf(char *errmsg, size_t errlen, const char *fmt, ...)
 {
@@ -97,7 +104,8 @@ static void format_members(const struct raft_member *m, size_t n, char *buf,
 }
 
 /* Members from the configuration: 1..RAFT_MAX_PEERS, ids non-zero and
- * unique, addresses non-empty and NUL-terminated. */
+ * unique, addresses non-empty, NUL-terminated and unique (two members on one
+ * address would each reach the other's listener, or their own). */
 static int check_members(const struct raft_member *m, size_t n, char *errmsg,
 			 size_t errlen)
 {
@@ -128,6 +136,14 @@ static int check_members(const struct raft_member *m, size_t n, char *errmsg,
 					  m[i].id);
 				return RAFT_EINVAL;
 			}
+			if (strcmp(m[j].addr, m[i].addr) == 0) {
+				node_errf(errmsg, errlen,
+					  "members %" PRIu64 " and %" PRIu64
+					  " have the same address %s; every "
+					  "member needs its own",
+					  m[j].id, m[i].id, m[i].addr);
+				return RAFT_EINVAL;
+			}
 		}
 	}
 	return RAFT_OK;
@@ -148,8 +164,8 @@ static int fsync_dir(const char *dir)
 	return rc;
 }
 
-static int store_cluster(const char *dir, const struct node_cluster *c,
-			 char *errmsg, size_t errlen)
+int node_cluster_store(const char *dir, const struct node_cluster *c,
+		       char *errmsg, size_t errlen)
 {
 	char tmp[4096], path[4096];
 	FILE *f;
@@ -163,8 +179,8 @@ static int store_cluster(const char *dir, const struct node_cluster *c,
 			  strerror(errno));
 		return errno == ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
 	}
-	fprintf(f, "%s\ncluster_id=%" PRIu64 "\n", CLUSTER_MAGIC,
-		c->cluster_id);
+	fprintf(f, "%s\nself=%" PRIu64 "\ncluster_id=%" PRIu64 "\n",
+		CLUSTER_MAGIC, c->self, c->cluster_id);
 	for (size_t i = 0; i < c->n_members; i++) {
 		fprintf(f, "member=%" PRIu64 " %s\n", c->members[i].id,
 			c->members[i].addr);
@@ -196,6 +212,16 @@ err_tmp:
 	return rc;
 }
 
+static bool has_member(const struct raft_member *m, size_t n, raft_id id)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (m[i].id == id) {
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Parse DIR/cluster. Returns RAFT_OK, RAFT_ENOTFOUND (no file), RAFT_EIO or
  * RAFT_ECORRUPT. */
 static int read_cluster(const char *path, struct node_cluster *c, char *errmsg,
@@ -203,7 +229,7 @@ static int read_cluster(const char *path, struct node_cluster *c, char *errmsg,
 {
 	char line[256];
 	unsigned lineno = 0;
-	bool have_id = false;
+	bool have_id = false, have_self = false;
 	FILE *f = fopen(path, "r");
 	int rc = RAFT_OK;
 
@@ -227,9 +253,15 @@ static int read_cluster(const char *path, struct node_cluster *c, char *errmsg,
 		}
 		*nl = '\0';
 		if (lineno == 1) {
+			if (strcmp(line, CLUSTER_MAGIC_V1) == 0) {
+				goto old;
+			}
 			if (strcmp(line, CLUSTER_MAGIC) != 0) {
 				goto bad;
 			}
+		} else if (sscanf(line, "self=%" SCNu64, &id) == 1) {
+			c->self = id;
+			have_self = true;
 		} else if (sscanf(line, "cluster_id=%" SCNu64, &id) == 1) {
 			c->cluster_id = id;
 			have_id = true;
@@ -248,7 +280,8 @@ static int read_cluster(const char *path, struct node_cluster *c, char *errmsg,
 		node_errf(errmsg, errlen, "cannot read %s: %s", path,
 			  strerror(errno));
 		rc = RAFT_EIO;
-	} else if (!have_id || c->cluster_id == 0 ||
+	} else if (!have_id || c->cluster_id == 0 || !have_self ||
+		   !has_member(c->members, c->n_members, c->self) ||
 		   check_members(c->members, c->n_members, NULL, 0) != 0) {
 		lineno = 0;
 		goto bad;
@@ -262,6 +295,17 @@ bad:
 		  "%s is damaged (line %u); restore it from another copy of "
 		  "this node's data directory or start with an empty one",
 		  path, lineno);
+	return RAFT_ECORRUPT;
+
+old:
+	fclose(f);
+	node_errf(errmsg, errlen,
+		  "%s was written by an older version and does not record "
+		  "which member this data directory belongs to; if you are "
+		  "sure which it is, replace its first line with '%s' and add "
+		  "a line 'self=ID' with that member's id, or start with an "
+		  "empty data directory",
+		  path, CLUSTER_MAGIC);
 	return RAFT_ECORRUPT;
 }
 
@@ -297,6 +341,13 @@ int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 		if (rc != RAFT_OK) {
 			return rc;
 		}
+		if (!has_member(cfg->members, cfg->n_members, cfg->id)) {
+			node_errf(errmsg, errlen,
+				  "node id %" PRIu64
+				  " is not one of the cluster's members",
+				  cfg->id);
+			return RAFT_EINVAL;
+		}
 	}
 	snprintf(path, sizeof(path), "%s/%s", dir, CLUSTER_FILE);
 	rc = read_cluster(path, c, errmsg, errlen);
@@ -309,6 +360,7 @@ int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 				  dir);
 			return RAFT_EINVAL;
 		}
+		c->self = cfg->id;
 		c->n_members = cfg->n_members;
 		memcpy(c->members, cfg->members,
 		       cfg->n_members * sizeof(*cfg->members));
@@ -316,10 +368,20 @@ int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 		    cfg->cluster_id != 0
 			? cfg->cluster_id
 			: node_cluster_id(cfg->members, cfg->n_members);
-		return store_cluster(dir, c, errmsg, errlen);
+		c->fresh = true;
+		return RAFT_OK;
 	}
 	if (rc != RAFT_OK) {
 		return rc;
+	}
+	if (c->self != cfg->id) {
+		node_errf(errmsg, errlen,
+			  "data directory %s belongs to member %" PRIu64
+			  ", not %" PRIu64
+			  "; start each member on its own data directory "
+			  "(a copy of another member's would vote twice)",
+			  dir, c->self, cfg->id);
+		return RAFT_EMISMATCH;
 	}
 	if (cfg->n_members > 0 && !same_members(c->members, c->n_members,
 						cfg->members, cfg->n_members)) {

@@ -418,6 +418,17 @@ int raft_node_start(uv_loop_t *loop, const struct raft_node_config *cfg,
 	if (rc != RAFT_OK) {
 		goto err_log;
 	}
+	/* Stored only once everything that can fail at the first start has
+	 * worked, so that a failed first start (a peer port in use) leaves
+	 * no member list behind to refuse the corrected configuration. */
+	if (n->cluster.fresh) {
+		rc = node_cluster_store(n->data_dir, &n->cluster, errmsg,
+					errlen);
+		if (rc != RAFT_OK) {
+			goto err_net;
+		}
+		n->cluster.fresh = false;
+	}
 	uv_timer_init(loop, &n->ticker);
 	uv_idle_init(loop, &n->kick);
 	n->ticker.data = n;
@@ -434,6 +445,8 @@ int raft_node_start(uv_loop_t *loop, const struct raft_node_config *cfg,
 	*out = n;
 	return RAFT_OK;
 
+err_net:
+	rnet_close(n->net, NULL, NULL);
 err_log:
 	/* The log's worker stops and its memory is freed on the loop. */
 	rlog_close(n->log, NULL, NULL);

@@ -12,20 +12,29 @@ struct rnet;
 
 /* The cluster configuration stored in DIR/cluster at the first start. */
 struct node_cluster {
+	raft_id self; /* the member this data directory belongs to */
+	bool fresh;   /* not stored yet: this is the first start */
 	uint64_t cluster_id;
 	size_t n_members;
 	struct raft_member members[RAFT_MAX_PEERS];
 };
 
-/* Load DIR/cluster into *c, or store it from the configuration at the first
- * start (written to a temporary file, fsynced, renamed over, directory
- * fsynced). Checks a stored file against cfg: members given in cfg must be
- * the stored set (in any order) and a non-zero cfg->cluster_id must match.
- * Returns RAFT_OK, RAFT_EINVAL (no members at the first start, or a bad
- * member list), RAFT_EMISMATCH, RAFT_ECORRUPT (unparsable file), RAFT_EIO,
- * RAFT_ENOSPC, with errmsg saying which and what to do. */
+/* Load DIR/cluster into *c, or build it from the configuration at the
+ * first start (then c->fresh is set and nothing is written: the caller
+ * stores it with node_cluster_store() once the node has started). Checks a
+ * stored file against cfg: it must belong to member cfg->id, members given
+ * in cfg must be the stored set (in any order) and a non-zero
+ * cfg->cluster_id must match. Returns RAFT_OK, RAFT_EINVAL (no members at
+ * the first start, or a bad member list: duplicate ids or addresses, cfg->id
+ * not among them), RAFT_EMISMATCH, RAFT_ECORRUPT (unparsable or old-format
+ * file), RAFT_EIO, with errmsg saying which and what to do. */
 int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 		      struct node_cluster *c, char *errmsg, size_t errlen);
+
+/* Write *c as DIR/cluster: to a temporary file, fsynced, renamed over,
+ * directory fsynced. Returns RAFT_OK, RAFT_EIO or RAFT_ENOSPC. */
+int node_cluster_store(const char *dir, const struct node_cluster *c,
+		       char *errmsg, size_t errlen);
 
 /* The cluster id derived from a member list: a hash of the members sorted
  * by id, never 0. */

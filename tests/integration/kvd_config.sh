@@ -1,0 +1,113 @@
+#!/bin/bash
+# kvd configurations that cannot work: refused at start with exit 2 (or 1
+# for a busy port) and a message naming the cause, with nothing stored that
+# would refuse the corrected configuration afterwards.
+set -u
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
+
+it_init config 23400 3
+
+# kvd_says WANT_RC TEXT kvd-args...: kvd exits WANT_RC and its output
+# contains TEXT.
+kvd_says() {
+	local want=$1 text=$2 out rc
+	shift 2
+	out=$(timeout 10 "$KVD" "$@" 2>&1)
+	rc=$?
+	if [ "$rc" != "$want" ]; then
+		echo "  exit $rc, want $want: $out"
+		return 1
+	fi
+	if ! grep -qF -- "$text" <<<"$out"; then
+		echo "  no '$text' in: $out"
+		return 1
+	fi
+}
+
+# node_args K: the flags node K starts with (as start_node gives them).
+node_args() {
+	echo --id "$1" --data-dir "$IT_TMP/node$1" \
+		--client-addr "$(client_addr "$1")" --peers "$IT_PEERS" \
+		$KVD_TIMING
+}
+
+# Tick settings are flag errors, whichever of the two is left default.
+# shellcheck disable=SC2046 # node_args is a list of flags
+check "--election-ticks 1 (below the default heartbeat) is a flag error" \
+	kvd_says 2 "kvd: --heartbeat-ticks: must be below --election-ticks" \
+	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
+	--peers "$IT_PEERS" --election-ticks 1
+check "--heartbeat-ticks 20 (above the default election) is a flag error" \
+	kvd_says 2 "kvd: --heartbeat-ticks: must be below --election-ticks" \
+	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
+	--peers "$IT_PEERS" --heartbeat-ticks 20
+check "... and neither opened a data directory" [ ! -e "$IT_TMP/x" ]
+
+# Member lists that cannot work are refused before anything is stored.
+check "two members on one address are refused" \
+	kvd_says 2 "same address 127.0.0.1:23401" \
+	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
+	--peers 1=127.0.0.1:23401,2=127.0.0.1:23401
+check "--peer-addr on another port than this node's entry is refused" \
+	kvd_says 2 "does not match this node's entry in --peers" \
+	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
+	--peers "$IT_PEERS" --peer-addr 127.0.0.1:23409
+check "... and nothing was stored" [ ! -e "$IT_TMP/x/cluster" ]
+
+# A peer port in use is reported as such, and the first start stores no
+# member list: the same directory starts once the port is free.
+python3 -c '
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 23401))
+s.listen()
+print("up", flush=True)
+time.sleep(30)
+' >"$IT_TMP/squatter.out" &
+squatter=$!
+wait_for 5 grep -q up "$IT_TMP/squatter.out"
+# shellcheck disable=SC2046 # node_args is a list of flags
+check "a peer port in use is named as such (exit 1)" \
+	kvd_says 1 "cannot listen for peers on 127.0.0.1:23401: address already in use" \
+	$(node_args 1)
+check "... and no member list was stored" [ ! -e "$IT_TMP/node1/cluster" ]
+kill "$squatter"
+wait "$squatter" 2>/dev/null
+
+start_node 1
+start_node 2
+start_node 3
+check "the cluster then elects a leader" wait_for 10 have_leader
+check_rc "... and takes a write" 0 kvctl --timeout 3s put k v
+stop_node 3 TERM
+check_rc "node 3 stopped cleanly" 0 echo "$STOP_RC"
+check "the data directory records its member id" \
+	grep -qx "self=3" "$IT_TMP/node3/cluster"
+
+# A copy of node 3's data directory started as node 2 is refused.
+stop_node 2 TERM
+cp -r "$IT_TMP/node3" "$IT_TMP/copy3"
+check "node 3's data directory started as node 2 is refused (exit 2)" \
+	kvd_says 2 "belongs to member 3, not 2" \
+	--id 2 --data-dir "$IT_TMP/copy3" --client-addr "$(client_addr 2)" \
+	--peers "$IT_PEERS" $KVD_TIMING
+
+# Every log message the documentation names is one kvd writes.
+# shellcheck disable=SC2317 # called through check
+doc_msgs_exist() {
+	local m bad=0
+	while read -r m; do
+		if ! grep -rqF -- "\"$m\"" server lib/src &&
+			! grep -rqF -- "msg=\\\"$m\\\"" lib/src; then
+			echo "  docs name msg=\"$m\", which nothing logs"
+			bad=1
+		fi
+	done < <(cat docs/operations.md docs/man/kvd.1 |
+		sed 's/\\(dq/"/g' | grep -o 'msg="[^"]*"' |
+		sed 's/^msg="//; s/"$//' | sort -u)
+	! grep -n 'event=' docs/operations.md docs/man/kvd.1 && [ "$bad" = 0 ]
+}
+check "the docs name only log messages kvd writes" doc_msgs_exist
+
+it_finish
