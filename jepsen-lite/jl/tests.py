@@ -376,7 +376,7 @@ def _watch_candidate(T, offs, min_term, deadline_s):
 
 def vote_window_kill(T):
     """5 nodes: the leader is paused again and again so that the others
-    campaign; 0-4 ms after a candidate logs its candidacy, one of the
+    campaign; 0-3 ms after a candidate logs its candidacy, one of the
     voters it asked is killed with SIGKILL, aiming between the voter
     receiving the vote request and answering it, and restarted once a
     new leader is elected. Never two leaders in one
@@ -405,7 +405,7 @@ def vote_window_kill(T):
         # The voter takes the request about 1 ms after the candidate's
         # line and answers once its term and vote are durable, a few ms
         # later: spread the kills over that span.
-        time.sleep(T.rng.uniform(0, 0.004))
+        time.sleep(T.rng.uniform(0, 0.003))
         t_kill = time.time()
         T.nem.kill(voter)
         lag = (t_kill - t_line) * 1000
@@ -494,13 +494,16 @@ def _random_fault(T, kind):
         T.nem.slow(T.rng.choice(ids), 200)
 
 
+RANDOM_KINDS = ["halves", "majority-minority", "isolate-leader",
+                "cut-from-leader", "bridge", "one-way", "kill", "kill-leader",
+                "pause-leader", "pause-follower", "loss", "duplicate", "slow"]
+
+
 def random_faults(T):
     """A random schedule of network, process and link faults on 5 nodes;
     each lasts a few seconds, a third of the time a second fault joins the
     first, and both are healed before the next round."""
-    kinds = ["halves", "majority-minority", "isolate-leader",
-             "cut-from-leader", "bridge", "one-way", "kill", "kill-leader",
-             "pause-leader", "pause-follower", "loss", "duplicate", "slow"]
+    kinds = T.nemeses or RANDOM_KINDS
     T.sleep(2)
     while T.left() > 6:
         _random_fault(T, T.rng.choice(kinds))
