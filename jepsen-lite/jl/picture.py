@@ -1,8 +1,9 @@
 """An SVG picture of one run, read at a glance: above, one row per client
-with each operation drawn from invoke to completion (green ok, red fail,
-orange info: outcome unknown, a short tick at the invoke), fault windows
-shaded across all rows and labelled at the top; below, the latency of
-every completed operation over the same time axis (log scale).
+(the final reads: one row per node) with each operation drawn from invoke
+to completion (green ok, red fail, orange info: outcome unknown, drawn
+until the client gave up on it), fault windows shaded across all rows and
+labelled at the top; below, the latency of every completed operation
+over the same time axis (log scale).
 
 Fault windows come from the history's nemesis events: a start opens a
 window, closed by the matching stop (the same fault and node for kill,
@@ -70,7 +71,7 @@ def render(events, title):
     t0 = events[0].time
     t_end = events[-1].time
     span = max(t_end - t0, 1)
-    procs = sorted({o.process for o in ops},
+    procs = sorted({_row_name(o.process) for o in ops},
                    key=lambda p: (not p.isdigit(), int(p) if p.isdigit()
                                   else 0, p))
     row = {p: k for k, p in enumerate(procs)}
@@ -107,16 +108,28 @@ def render(events, title):
                    (xa + 1, top - 14 + 8 * (k % 2), _esc(label)))
     # Operations.
     for p, k in row.items():
-        svg.append('<text x="%d" y="%d" text-anchor="end">client %s</text>'
-                   % (LEFT - 6, top + k * ROW + 10, _esc(p)))
+        svg.append('<text x="%d" y="%d" text-anchor="end">%s%s</text>'
+                   % (LEFT - 6, top + k * ROW + 10,
+                      "client " if p.isdigit() else "", _esc(p)))
+    # Operations of one client that touch within a pixel and share an
+    # outcome become one bar, so a busy run stays a small file.
+    given_up = _info_times(events)
+    bars = {}
     for o in ops:
         xa = x(o.invoke)
-        wd = 3.0 if o.complete == history.INF else \
-            max(x(o.complete) - xa, 0.8)
-        svg.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" '
-                   'fill="%s"/>' % (xa, top + row[o.process] * ROW + 2,
-                                    wd, ROW - 4,
-                                    COLORS.get(o.type, "#888")))
+        end = o.complete if o.complete != history.INF else \
+            given_up.get((o.process, o.invoke), t_end)
+        xb = max(x(end), xa + 0.8)
+        r = _row_name(o.process)
+        cur = bars.get(r)
+        if cur and cur[2] == o.type and xa <= cur[1] + 1.0:
+            cur[1] = max(cur[1], xb)
+            continue
+        if cur:
+            svg.append(_bar(cur, top + row[r] * ROW + 2))
+        bars[r] = [xa, xb, o.type]
+    for p, cur in bars.items():
+        svg.append(_bar(cur, top + row[p] * ROW + 2))
     # Time axis.
     step = _nice_step(span / 1e9)
     s = 0.0
@@ -145,16 +158,49 @@ def render(events, title):
                    'text-anchor="end">%g</text>' % (
                        LEFT, y(ms), LEFT + pw, y(ms), LEFT - 6, y(ms) + 4,
                        ms))
+    # One dot per pixel column, latency step and outcome.
+    dots = set()
     for o in ops:
         if o.complete == history.INF:
             continue
         ms = (o.complete - o.invoke) / 1e6
-        svg.append('<circle cx="%.1f" cy="%.1f" r="1.3" fill="%s"/>' %
-                   (x(o.complete), y(ms), COLORS.get(o.type, "#888")))
+        dots.add((round(x(o.complete)), round(y(ms) / 2) * 2, o.type))
+    for cx, cy, t in sorted(dots):
+        svg.append('<circle cx="%d" cy="%d" r="1.3" fill="%s"/>' %
+                   (cx, cy, COLORS.get(t, "#888")))
     svg.append('<text x="%d" y="%d" text-anchor="middle">time since the '
                'first event</text>' % (LEFT + pw // 2, height - 16))
     svg.append("</svg>")
     return "\n".join(svg) + "\n"
+
+
+def _info_times(events):
+    """(process, invoke time) -> time of the info completion: when the
+    client stopped waiting for an operation of unknown outcome."""
+    pending, out = {}, {}
+    for e in events:
+        if e.process == "nemesis":
+            continue
+        if e.type == "invoke":
+            pending[e.process] = e.time
+        elif e.process in pending:
+            t = pending.pop(e.process)
+            if e.type == "info":
+                out[(e.process, t)] = e.time
+    return out
+
+
+def _row_name(process):
+    """Workload clients get a row each; the pipelined final reads
+    (final-nN-K) one row per node."""
+    if process.isdigit():
+        return process
+    return process.rstrip("0123456789").rstrip("-") or process
+
+
+def _bar(b, y):
+    return '<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"/>' % (
+        b[0], y, b[1] - b[0], ROW - 4, COLORS.get(b[2], "#888"))
 
 
 def _nice_step(seconds):
