@@ -5,7 +5,7 @@
 #   make check-asan   the same under AddressSanitizer + UBSan (build-asan/)
 #   make cluster      start a local 3-node cluster (N=5 for five)
 #   make cluster-stop / cluster-wipe
-#   make jepsen       fault-injection tests on a real cluster (root; T=name)
+#   make jepsen       2 min random faults on a real cluster (root; T=name)
 #   make install PREFIX=/usr/local DESTDIR=   (and make uninstall)
 #   make docs         HTML API reference into $(BUILD)/docs/html
 #   make fmt          clang-format every C file
@@ -169,10 +169,15 @@ cluster:
 	@$(MAKE) --no-print-directory all
 	@BUILD=$(BUILD) N=$(N) scripts/cluster.sh start
 
-# jepsen-lite's named tests (T=<test> for one; see jepsen-lite/README.md).
+# jepsen-lite: a 2-minute random fault schedule on 5 nodes by default;
+# T=<test> (or T=all) for named tests, TIME=s SEED=n NODES=n
+# NEMESES=kind,... to change it (see jepsen-lite/README.md).
 .PHONY: jepsen
 jepsen: all
-	jepsen-lite/run $(or $(T),all) --kvd $(BUILD)/bin/kvd
+	jepsen-lite/run $(or $(T),random) --kvd $(BUILD)/bin/kvd \
+		$(if $(TIME),--time $(TIME),$(if $(T),,--time 120)) \
+		$(if $(SEED),--seed $(SEED)) $(if $(NODES),--nodes $(NODES)) \
+		$(if $(NEMESES),--nemeses $(NEMESES))
 
 cluster-stop:
 	@BUILD=$(BUILD) scripts/cluster.sh stop

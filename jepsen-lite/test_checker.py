@@ -13,7 +13,9 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from jl import client, history, leaders, linear, setcheck  # noqa: E402
+from jl import (client, history, leaders, linear, picture,  # noqa: E402
+                setcheck)
+
 
 TESTS = []
 
@@ -673,6 +675,68 @@ def client_decodes_negative_codes_and_status():
     assert r.id == 9 and r.code == -3
     assert r.leader_addr == "10.99.1.12:7102"
     assert r.status["role"] == "leader" and r.status["term"] == 5
+
+
+# ---- picture ----
+
+def events(spec):
+    lines = []
+    for s in spec.strip().splitlines():
+        p = s.split()
+        lines.append(" ".join([str(int(float(p[0]) * 1e6))] + p[1:]))
+    return history.parse(lines)
+
+
+@test
+def picture_closes_fault_windows_at_their_own_stops():
+    """A kill window ends at its own node's restart, a partition at the
+    network heal, and what is still open at the end runs to the end."""
+    ev = events("""
+        0 nemesis info start kill n2
+        1 nemesis info start partition 1|2,3
+        2 nemesis info start kill n3
+        3 nemesis info stop kill n2_restarted
+        4 nemesis info stop network healed
+        5 1 invoke read r0 -
+        9 1 ok read r0 nil
+    """)
+    w = picture.fault_windows(ev, ev[-1].time)
+    got = sorted((a // 1000000, b // 1000000, label) for a, b, label in w)
+    assert got == [(0, 3, "kill n2"), (1, 4, "partition 1|2,3"),
+                   (2, 9, "kill n3")], got
+
+
+@test
+def picture_draws_a_row_per_client_and_info_until_given_up():
+    """The SVG is well-formed XML with a labelled row per client (final
+    reads grouped per node) and an info operation drawn until the client
+    gave up on it."""
+    import xml.dom.minidom
+    ev = events("""
+        0 1 invoke write r0 1-1
+        0 2 invoke read r0 -
+        1 2 ok read r0 nil
+        2 final-n1-0 invoke read r0 -
+        2 final-n1-1 invoke read r1 -
+        3 final-n1-0 ok read r0 nil
+        3 final-n1-1 ok read r1 nil
+        4 1 info write r0 1-1 err=timeout
+        9 2 invoke read r1 -
+        10 2 fail read r1 - err=not_leader
+    """)
+    svg = picture.render(ev, "t")
+    doc = xml.dom.minidom.parseString(svg)
+    labels = [t.firstChild.data for t in doc.getElementsByTagName("text")
+              if t.getAttribute("text-anchor") == "end"]
+    assert labels[:3] == ["client 1", "client 2", "final-n1"], labels
+    orange = [r for r in doc.getElementsByTagName("rect")
+              if r.getAttribute("fill") == picture.COLORS["info"] and
+              r.getAttribute("y") != "28"]
+    assert len(orange) == 1
+    # 4 of the 10 ms the history spans.
+    w = float(orange[0].getAttribute("width"))
+    full = picture.W - picture.LEFT - picture.RIGHT
+    assert abs(w - full * 0.4) < 1.0, (w, full)
 
 
 def main():

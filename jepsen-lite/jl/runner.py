@@ -25,7 +25,8 @@ import signal
 import time
 
 from . import cluster as kvcluster
-from . import history, leaders, linear, netns, nemesis, setcheck, workload
+from . import (history, leaders, linear, netns, nemesis, picture, setcheck,
+               workload)
 from .tests import TESTS
 
 
@@ -83,6 +84,8 @@ def run_one(name, args, kvd, outroot):
 
     T = Context(name, out, seed, time_s, log)
     T.workload = args.workload or spec.workload
+    T.nodes = getattr(args, "nodes", None) or spec.nodes
+    T.nemeses = getattr(args, "nemeses", None)
     missing = missing_tools(spec)
     if spec.registers_only and T.workload != "registers":
         missing = "%s needs the registers workload" % name
@@ -92,10 +95,10 @@ def run_one(name, args, kvd, outroot):
         logf.close()
         return 2
     log("test %s: %s (nodes %d, %s workload, %d s, seed %d) -> %s" %
-        (name, spec.claim, spec.nodes, T.workload, time_s, seed, out))
+        (name, spec.claim, T.nodes, T.workload, time_s, seed, out))
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT,
                                                       signal.SIGTERM)}
-    net = netns.Net(spec.nodes)
+    net = netns.Net(T.nodes)
     T.net = net
     recovery = None
     entered = False
@@ -241,7 +244,7 @@ def wait_recovered(cl, deadline_s):
 def check_run(T, spec, out, recovery, log):
     lines = ["test %s: %s" % (T.name, spec.claim),
              "seed %d, %d nodes, %s workload, %d s" %
-             (T.seed, spec.nodes, T.workload, T.time)]
+             (T.seed, T.nodes, T.workload, T.time)]
     if recovery is not None:
         lines.append("recovery after healing: %.2f s" % recovery)
     hist_path = os.path.join(out, "history.txt")
@@ -267,10 +270,16 @@ def check_run(T, spec, out, recovery, log):
                 T.check("set", r.valid, "%d ops, checked in %.2f s" %
                         (len(ops), time.monotonic() - t))
             lines.append(rep)
+            if picture.write(os.path.join(out, "timeline.svg"), events,
+                             "%s, seed %d: operations per client, faults "
+                             "shaded" % (T.name, T.seed)):
+                lines.append("picture: %s (operations per client over "
+                             "time, fault windows, latency)" %
+                             os.path.join(out, "timeline.svg"))
         except history.HistoryError as e:
             T.check("history", None, str(e))
     lr = leaders.LeaderResult()
-    for i in range(1, spec.nodes + 1):
+    for i in range(1, T.nodes + 1):
         p = os.path.join(out, "n%d.log" % i)
         if os.path.exists(p):
             with open(p) as f:
