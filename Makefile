@@ -149,10 +149,13 @@ $(BUILD)/tests/sim: $(SIM_OBJS) $(STATIC_LIB)
 
 tests: all $(UNIT_BINS) $(if $(SIM_SRCS),$(BUILD)/tests/sim)
 
+# The README's commands build in parallel unless the caller chose -j.
+PARJOBS = $(if $(findstring j,$(MAKEFLAGS)),,-j2)
+
 # The README's test command: dependencies, build, every suite.
 check:
 	@scripts/deps.sh
-	@$(MAKE) --no-print-directory tests
+	@$(MAKE) --no-print-directory $(PARJOBS) tests
 	@BUILD=$(BUILD) tests/run.sh
 
 check-asan:
@@ -166,7 +169,7 @@ sim: tests
 
 cluster:
 	@scripts/deps.sh
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory $(PARJOBS) all
 	@BUILD=$(BUILD) N=$(N) scripts/cluster.sh start
 
 # jepsen-lite: a 2-minute random fault schedule on 5 nodes by default;
