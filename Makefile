@@ -196,15 +196,20 @@ MAN_PAGES := $(wildcard docs/man/*.1)
 PC_LIBDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
 PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
 # Deliberately broken kvd builds that jepsen-lite must catch:
-# build/bugs/kvd-local-reads and build/bugs/kvd-early-ack.
+# build/bugs/kvd-local-reads and build/bugs/kvd-early-ack; and
+# build/bugs/kvd-faults, the correct kvd with the transport's fault hooks
+# (message reordering and duplication from the environment).
 kvd-bugs:
 	@$(MAKE) --no-print-directory BUILD=build-bug-local-reads \
 		EXTRA_CPPFLAGS=-DKVD_BUG_LOCAL_READS build-bug-local-reads/bin/kvd
 	@$(MAKE) --no-print-directory BUILD=build-bug-early-ack \
 		EXTRA_CPPFLAGS=-DKVD_BUG_EARLY_ACK build-bug-early-ack/bin/kvd
+	@$(MAKE) --no-print-directory BUILD=build-faults \
+		EXTRA_CPPFLAGS=-DRNET_FAULT_HOOKS build-faults/bin/kvd
 	@mkdir -p $(BUILD)/bugs
 	cp build-bug-local-reads/bin/kvd $(BUILD)/bugs/kvd-local-reads
 	cp build-bug-early-ack/bin/kvd $(BUILD)/bugs/kvd-early-ack
+	cp build-faults/bin/kvd $(BUILD)/bugs/kvd-faults
 
 install: all
 	install -d $(DESTDIR)$(INCLUDEDIR)/libraft $(DESTDIR)$(LIBDIR)/pkgconfig

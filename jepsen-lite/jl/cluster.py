@@ -65,6 +65,10 @@ class Cluster:
         self._reaped = set()
         self.delay_file = None
         self.delays = {}
+        # Extra environment of a node's kvd, from node_env(i, start):
+        # start counts the node's starts from 1.
+        self.node_env = None
+        self.starts = {i: 0 for i in self.nodes}
 
     @property
     def election_timeout(self):
@@ -87,6 +91,9 @@ class Cluster:
         self.reap()
         os.makedirs(n.data_dir, exist_ok=True)
         env = dict(os.environ)
+        self.starts[i] += 1
+        if self.node_env is not None:
+            env.update(self.node_env(i, self.starts[i]))
         if faketime is not None:
             n.faketime_file = os.path.join(self.out, "n%d.faketime" % i)
             with open(n.faketime_file, "w") as f:

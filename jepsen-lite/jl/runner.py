@@ -87,6 +87,13 @@ def run_one(name, args, kvd, outroot):
     T.nodes = getattr(args, "nodes", None) or spec.nodes
     T.nemeses = getattr(args, "nemeses", None)
     missing = missing_tools(spec)
+    if spec.fault_env:
+        kvd = os.path.abspath(getattr(args, "kvd_faults", None) or
+                              "build/bugs/kvd-faults")
+        if not os.access(kvd, os.X_OK):
+            missing = ("%s needs kvd built with the transport's fault hooks:"
+                       " no binary at %s (run `make kvd-bugs`, or pass "
+                       "--kvd-faults)" % (name, kvd))
     if spec.registers_only and T.workload != "registers":
         missing = "%s needs the registers workload" % name
     if missing:
@@ -115,6 +122,16 @@ def run_one(name, args, kvd, outroot):
         nem = nemesis.Nemesis(cl, net, rec, seed,
                               os.path.join(out, "nemesis.txt"))
         T.nem = nem
+        if spec.fault_env:
+            log("kvd with fault hooks: %s, environment %s" %
+                (kvd, " ".join("%s=%s" % kv for kv in
+                               sorted(spec.fault_env.items()))))
+
+            def node_env(i, start):
+                # A seed per node and start, from the run's seed.
+                return dict(spec.fault_env, RNET_FAULT_SEED=str(
+                    seed * 1000 + i * 100 + start))
+            cl.node_env = node_env
         if spec.prepare:
             spec.prepare(T)
         if spec.proxy:
@@ -196,6 +213,11 @@ def run_one(name, args, kvd, outroot):
         net.teardown()
         for s, h in old.items():
             signal.signal(s, h)
+    if spec.after and T.cluster:
+        try:
+            spec.after(T)
+        except OSError as e:
+            T.check("after the run", None, str(e))
     result = check_run(T, spec, out, recovery, log)
     if result == 0 and not args.keep_data:
         # Log segments are preallocated (64 MiB each): keep the data of

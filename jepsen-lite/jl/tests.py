@@ -14,7 +14,7 @@ class Spec:
     def __init__(self, fn, claim, nodes=3, workload="registers", time=20,
                  clients=5, think=0.005, faketime=False, prepare=None,
                  proxy=False, may_exit=False, fiu=False,
-                 registers_only=False):
+                 registers_only=False, fault_env=None, after=None):
         self.fn = fn
         self.claim = claim
         self.nodes = nodes
@@ -29,6 +29,10 @@ class Spec:
         # The schedule issues register operations of its own.
         self.registers_only = registers_only
         self.may_exit = may_exit  # nodes may stop on their own (fail-stop)
+        # Run the fault-hook build (make kvd-bugs: build/bugs/kvd-faults)
+        # with this environment on every node.
+        self.fault_env = fault_env
+        self.after = after  # claims checked once the nodes have stopped
 
 
 def _leader(T, **kw):
@@ -617,6 +621,69 @@ def disk_full(T):
     T.sleep(T.left())
 
 
+def reorder(T):
+    """Every node runs the fault-hook build of kvd, whose transport holds
+    back 20% of the messages to a peer until the next one has been sent
+    (or 20 ms have passed) and sends 5% twice; leader kills and
+    partitions of the leader come on top. The history stays linearizable
+    and no term has two leaders."""
+    T.sleep(2)
+    rounds = 0
+    while T.left() > 6:
+        lid, term = _leader(T)
+        fol = [i for i in T.cluster.ids() if i != lid]
+        if rounds % 2 == 0:
+            T.nem.kill(lid)
+            new, nterm = T.cluster.wait_leader(10, among=fol)
+            T.check("leader elected after killing n%d" % lid,
+                    new is not None, "n%s term %s" % (new, nterm))
+            T.sleep(T.rng.uniform(1, 2))
+            T.nem.restart(lid)
+        else:
+            T.nem.partition([[lid], fol], "isolate-leader")
+            T.sleep(T.rng.uniform(2, 3))
+            T.nem.heal_net()
+        rounds += 1
+        T.sleep(T.rng.uniform(1.5, 3))
+    T.check("kill and partition rounds", rounds > 0, "%d rounds" % rounds)
+    T.sleep(T.left())
+
+
+_FAULTS_ON_RE = re.compile(r'msg="transport fault hooks active" '
+                           r'reorder_pct=(\d+) dup_pct=(\d+)')
+_FAULT_COUNT_RE = re.compile(r'msg="transport fault counters" held=(\d+) '
+                             r'sent_after_next=(\d+) sent_after_wait=(\d+) '
+                             r'held_dropped=(\d+) duplicated=(\d+)')
+
+
+def _fault_counters(T):
+    """From the node logs once every node has stopped: every start ran
+    with the hooks on, and the counters logged by the stopped nodes
+    (those of killed incarnations are lost with them) show messages held
+    back and sent out of order."""
+    starts = on = stopped = 0
+    tot = [0] * 5
+    for i in T.cluster.ids():
+        with open(T.cluster.nodes[i].log_path, errors="replace") as f:
+            for ln in f:
+                if ln.startswith("# jepsen-lite: start"):
+                    starts += 1
+                m = _FAULTS_ON_RE.search(ln)
+                if m and int(m.group(1)) > 0:
+                    on += 1
+                m = _FAULT_COUNT_RE.search(ln)
+                if m:
+                    stopped += 1
+                    tot = [a + int(b) for a, b in zip(tot, m.groups())]
+    T.check("fault hooks on at every start", starts > 0 and on == starts,
+            "%d of %d starts" % (on, starts))
+    T.check("messages reordered", tot[1] + tot[2] > 0,
+            "over %d gracefully stopped nodes: %d held back, %d sent after "
+            "the next message, %d after waiting, %d dropped with their "
+            "connection; %d duplicated" % (stopped, tot[0], tot[1], tot[2],
+                                           tot[3], tot[4]))
+
+
 TESTS = {
     "leader-follower-cut": Spec(leader_follower_cut,
                                 leader_follower_cut.__doc__, nodes=5),
@@ -643,6 +710,10 @@ TESTS = {
     "disk-full": Spec(disk_full, disk_full.__doc__, workload="set",
                       clients=4, think=0.002, time=25,
                       prepare=_disk_prepare, may_exit=True),
+    "reorder": Spec(reorder, reorder.__doc__, time=30,
+                    fault_env={"RNET_FAULT_REORDER_PCT": "20",
+                               "RNET_FAULT_DUP_PCT": "5"},
+                    after=_fault_counters),
 }
 
 NAMED = ["leader-follower-cut", "leader-pause", "kill-leader-after-ack",

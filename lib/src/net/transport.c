@@ -89,6 +89,10 @@ struct peer {
 	const char *fail_reason;	 /* for peer_deferred_fail_cb */
 	char client_addr[RNET_ADDR_MAX]; /* "" when none advertised */
 	char refusal[128]; /* the last refusal logged, to log each once */
+#ifdef RNET_FAULT_HOOKS
+	uv_buf_t held;	  /* a frame held back, to be sent out of order */
+	uint64_t held_at; /* loop time it was held */
+#endif
 };
 
 /* An inbound connection. */
@@ -137,6 +141,13 @@ struct rnet {
 	unsigned pending;
 	void (*close_cb)(void *arg);
 	void *close_arg;
+#ifdef RNET_FAULT_HOOKS
+	struct net_faults {
+		unsigned reorder_pct, dup_pct; /* 0 when off */
+		uint64_t rng;
+		uint64_t held, held_timeout, dups, dropped;
+	} faults;
+#endif
 };
 
 static void netlog(struct rnet *n, enum raft_log_level level, const char *fmt,
@@ -173,6 +184,82 @@ static uint64_t net_rand(struct rnet *n)
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
 }
+
+#ifdef RNET_FAULT_HOOKS
+/* Fault hooks of test builds (-DRNET_FAULT_HOOKS, never in a normal
+ * build): message reordering and duplication between peers, which TCP
+ * alone never shows the receiver.
+ *
+ * Read once at rnet_start from the environment:
+ *   RNET_FAULT_REORDER_PCT  0..100: chance that an outgoing message is held
+ *                           back and sent right after the next message to
+ *                           the same peer, or on the first sweep tick once
+ *                           it has waited FAULT_HOLD_MS;
+ *   RNET_FAULT_DUP_PCT      0..100: chance that a frame is queued twice;
+ *   RNET_FAULT_SEED         seed of the fault choices (default 1).
+ * At most one frame per peer is held, so memory stays bounded; a held
+ * frame is lost only where its queue would be (the connection fails).
+ * The counters are logged when the transport closes. */
+#define FAULT_HOLD_MS 20
+
+static unsigned fault_pct(const char *name)
+{
+	const char *v = getenv(name);
+	char *end;
+	unsigned long x;
+
+	if (v == NULL || *v == '\0')
+		return 0;
+	errno = 0;
+	x = strtoul(v, &end, 10);
+	if (errno != 0 || *end != '\0' || x > 100)
+		return 0;
+	return (unsigned)x;
+}
+
+static void faults_init(struct rnet *n)
+{
+	struct net_faults *f = &n->faults;
+	const char *seed = getenv("RNET_FAULT_SEED");
+
+	f->reorder_pct = fault_pct("RNET_FAULT_REORDER_PCT");
+	f->dup_pct = fault_pct("RNET_FAULT_DUP_PCT");
+	f->rng = (seed != NULL ? strtoull(seed, NULL, 10) : 1) ^
+		 (n->self * 0x9e3779b97f4a7c15ull);
+	if (f->rng == 0)
+		f->rng = 1;
+	netlog(n, RAFT_LOG_WARN,
+	       "msg=\"transport fault hooks active\" reorder_pct=%u "
+	       "dup_pct=%u hold_ms=%d",
+	       f->reorder_pct, f->dup_pct, FAULT_HOLD_MS);
+}
+
+/* True with probability pct percent (xorshift64). */
+static bool fault_roll(struct rnet *n, unsigned pct)
+{
+	uint64_t x = n->faults.rng;
+
+	if (pct == 0)
+		return false;
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	n->faults.rng = x;
+	return x % 100 < pct;
+}
+
+static void faults_log(struct rnet *n)
+{
+	struct net_faults *f = &n->faults;
+
+	netlog(n, RAFT_LOG_WARN,
+	       "msg=\"transport fault counters\" held=%" PRIu64
+	       " sent_after_next=%" PRIu64 " sent_after_wait=%" PRIu64
+	       " held_dropped=%" PRIu64 " duplicated=%" PRIu64,
+	       f->held, f->held - f->held_timeout - f->dropped, f->held_timeout,
+	       f->dropped, f->dups);
+}
+#endif
 
 /* Split "host:port" or "[v6]:port". Returns false if it does not parse. */
 static bool split_addr(const char *addr, char *host, size_t hostlen, int *port)
@@ -280,8 +367,12 @@ static void net_maybe_finish(struct rnet *n)
 		return;
 	cb = n->close_cb;
 	arg = n->close_arg;
-	for (i = 0; i < n->n_peers; i++)
+	for (i = 0; i < n->n_peers; i++) {
 		free(n->peers[i].q);
+#ifdef RNET_FAULT_HOOKS
+		free(n->peers[i].held.base);
+#endif
+	}
 	free(n->peers);
 	free(n->scratch);
 	free(n);
@@ -361,6 +452,13 @@ static void peer_drop_queue(struct peer *p)
 		free(p->q[i].base);
 	}
 	p->q_len = p->w_n;
+#ifdef RNET_FAULT_HOOKS
+	if (p->held.base != NULL) {
+		free(p->held.base);
+		p->held = uv_buf_init(NULL, 0);
+		p->net->faults.dropped++;
+	}
+#endif
 }
 
 static void peer_closed_cb(uv_handle_t *h)
@@ -486,6 +584,54 @@ static int peer_enqueue(struct peer *p, uint8_t *frame, size_t len)
 	peer_flush(p);
 	return RAFT_OK;
 }
+
+#ifdef RNET_FAULT_HOOKS
+/* Queue the frame held back, if any. */
+static int peer_release_held(struct peer *p)
+{
+	uv_buf_t h = p->held;
+
+	if (h.base == NULL)
+		return RAFT_OK;
+	p->held = uv_buf_init(NULL, 0);
+	return peer_enqueue(p, (uint8_t *)h.base, h.len);
+}
+
+/* peer_enqueue with the fault hooks: a frame may be held back until the
+ * next one is queued (which releases it right after itself), and may be
+ * queued twice. */
+static int peer_send_frame(struct peer *p, uint8_t *frame, size_t len)
+{
+	struct rnet *n = p->net;
+	uint8_t *copy = NULL;
+	int rc;
+
+	if (fault_roll(n, n->faults.dup_pct)) {
+		copy = malloc(len);
+		if (copy != NULL) {
+			memcpy(copy, frame, len);
+			n->faults.dups++;
+		}
+	}
+	if (p->held.base == NULL && fault_roll(n, n->faults.reorder_pct)) {
+		p->held = uv_buf_init((char *)frame, (unsigned)len);
+		p->held_at = uv_now(n->loop);
+		n->faults.held++;
+		rc = RAFT_OK;
+	} else {
+		rc = peer_enqueue(p, frame, len);
+		if (rc == RAFT_OK && peer_release_held(p) != RAFT_OK)
+			n->faults.dropped++;
+	}
+	if (copy != NULL) {
+		if (rc != RAFT_OK)
+			free(copy);
+		else if (peer_enqueue(p, copy, len) != RAFT_OK)
+			n->faults.dups--;
+	}
+	return rc;
+}
+#endif
 
 /* The acceptor's answer to our Handshake. */
 static void peer_handle_answer(struct peer *p, const uint8_t *buf, size_t len)
@@ -1029,6 +1175,17 @@ static void net_sweep_cb(uv_timer_t *t)
 		else
 			peer_fail(p, RAFT_LOG_WARN, "no handshake answer");
 	}
+#ifdef RNET_FAULT_HOOKS
+	for (i = 0; i < n->n_peers; i++) {
+		struct peer *p = &n->peers[i];
+		if (p->state == PEER_UP && p->held.base != NULL &&
+		    now - p->held_at >= FAULT_HOLD_MS) {
+			n->faults.held_timeout++;
+			if (peer_release_held(p) != RAFT_OK)
+				n->faults.dropped++;
+		}
+	}
+#endif
 	for (c = n->conns; c != NULL; c = c->next) {
 		if (c->peer != 0 || c->closing ||
 		    now - c->accepted_at < n->handshake_timeout_ms)
@@ -1279,6 +1436,11 @@ int rnet_start(uv_loop_t *loop, const struct rnet_options *o, rnet_recv_cb recv,
 	n->pending++;
 	sweep_ms = n->handshake_timeout_ms / 4;
 	sweep_ms = sweep_ms < 10 ? 10 : sweep_ms > 1000 ? 1000 : sweep_ms;
+#ifdef RNET_FAULT_HOOKS
+	faults_init(n);
+	if (n->faults.reorder_pct > 0 && sweep_ms > FAULT_HOLD_MS)
+		sweep_ms = FAULT_HOLD_MS; /* bounds how long a frame is held */
+#endif
 	uv_timer_start(&n->sweep, net_sweep_cb, sweep_ms, sweep_ms);
 
 	for (i = 0, k = 0; i < o->n_members; i++) {
@@ -1402,7 +1564,11 @@ int rnet_send(struct rnet *n, const struct raft_msg *m)
 		rc = RAFT_ETOOBIG;
 		goto out;
 	}
+#ifdef RNET_FAULT_HOOKS
+	if (p->q_bytes + p->held.len + 2 * flen > n->max_queue_bytes) {
+#else
 	if (p->q_bytes + flen > n->max_queue_bytes) {
+#endif
 		rc = RAFT_EBUSY;
 		goto out;
 	}
@@ -1413,7 +1579,11 @@ int rnet_send(struct rnet *n, const struct raft_msg *m)
 	}
 	rframe_header_put(frame, (uint32_t)plen);
 	raftpb__message__pack(&pm, frame + RFRAME_HEADER);
+#ifdef RNET_FAULT_HOOKS
+	rc = peer_send_frame(p, frame, flen);
+#else
 	rc = peer_enqueue(p, frame, flen);
+#endif
 out:
 	if (pe != pe_small) {
 		free(pe);
@@ -1454,6 +1624,9 @@ void rnet_close(struct rnet *n, void (*cb)(void *arg), void *arg)
 	size_t i;
 
 	assert(!n->closing);
+#ifdef RNET_FAULT_HOOKS
+	faults_log(n);
+#endif
 	n->closing = true;
 	n->close_cb = cb;
 	n->close_arg = arg;
