@@ -299,6 +299,6 @@ bench-log: $(BUILD)/bench/log_bench
 	$(BUILD)/bench/log_bench $(BENCH_DIR) $(BENCH_SECONDS)
 
 clean:
-	rm -rf build build-asan build-bug-local-reads build-bug-early-ack
+	rm -rf build build-asan build-bug-local-reads build-bug-early-ack build-faults
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

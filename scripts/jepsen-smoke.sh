@@ -32,6 +32,9 @@ expect pass "correct kvd survives kill -9 of the leader after acks" \
 	kill-leader-after-ack --kvd "$BUILD/bin/kvd" --seed 1
 expect pass "correct kvd survives a mixed random fault schedule" \
 	random --kvd "$BUILD/bin/kvd" --seed 1 --time "$RT"
+expect pass "reordered and duplicated peer messages break nothing" \
+	reorder --kvd "$BUILD/bin/kvd" --kvd-faults "$BUILD/bugs/kvd-faults" \
+	--seed 1
 expect fail "reads without ReadIndex are caught as stale" \
 	leader-follower-cut --kvd "$BUILD/bugs/kvd-local-reads" --seed 1
 expect fail "acknowledging before commit is caught as a lost write" \
