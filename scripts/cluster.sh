@@ -63,10 +63,23 @@ node_pid() {
 	local f=$DIR/node$1.pid pid
 	[ -f "$f" ] || return 1
 	pid=$(cat "$f")
-	if [ -n "$pid" ] && alive "$pid"; then
+	if [ -n "$pid" ] && alive "$pid" && is_node "$pid" "$1"; then
 		echo "$pid"
 		return 0
 	fi
+	# A pid file whose process is gone, or whose pid now belongs to some
+	# other program, is stale: never signal that process.
+	rm -f "$f"
+	return 1
+}
+
+# Whether process PID is kvd serving node K's data directory.
+is_node() {
+	local cmd
+	cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 1
+	case $cmd in
+	*kvd\ *--data-dir\ "$DIR/node$2"\ *) return 0 ;;
+	esac
 	return 1
 }
 
