@@ -822,6 +822,11 @@ int kvd_listener_start(uv_loop_t *loop, struct kv_store *store,
 	return RAFT_OK;
 }
 
+void kvd_listener_set_store(struct kvd_listener *l, struct kv_store *store)
+{
+	l->store = store;
+}
+
 void kvd_listener_drain(struct kvd_listener *l)
 {
 	l->draining = true;

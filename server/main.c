@@ -161,6 +161,25 @@ static int start(struct kvd *d)
 			strerror(errno));
 		return 1;
 	}
+	/* Bind the client port before the store opens: a first start that
+	 * cannot serve clients must not leave a member list on disk. The
+	 * listener accepts nothing until the loop runs, after the store is
+	 * attached. */
+	memset(&lo, 0, sizeof(lo));
+	lo.addr = d->cfg.client_addr;
+	lo.max_clients = d->cfg.max_clients;
+	lo.max_queue = d->cfg.max_client_queue;
+	lo.max_inflight = 1024;
+	lo.follower_reads = d->cfg.follower_reads;
+	rv = kvd_listener_start(&d->loop, NULL, &lo, &d->listener, err,
+				sizeof(err));
+	if (rv != RAFT_OK) {
+		kvd_log(RAFT_LOG_ERROR, "cannot serve clients", "error=%s",
+			kvd_log_quote(q, sizeof(q), err));
+		fprintf(stderr, "kvd: %s\n", err);
+		uv_run(&d->loop, UV_RUN_DEFAULT);
+		return rv == RAFT_EINVAL ? 2 : 1;
+	}
 	fill_store_config(d, &kc);
 	if (d->cfg.no_sync)
 		kvd_log(RAFT_LOG_WARN, "fdatasync disabled",
@@ -174,10 +193,13 @@ static int start(struct kvd *d)
 			"peer_addr=%s error=%s", d->cfg.peer_addr,
 			kvd_log_quote(q, sizeof(q), err));
 		fprintf(stderr, "kvd: %s\n", err);
+		kvd_listener_close(d->listener, NULL, NULL);
 		uv_run(&d->loop, UV_RUN_DEFAULT);
 		return 1;
 	}
 	if (rv != RAFT_OK) {
+		kvd_listener_close(d->listener, NULL, NULL);
+		uv_run(&d->loop, UV_RUN_DEFAULT);
 		kvd_log(RAFT_LOG_ERROR, "cannot open the store",
 			"data_dir=%s code=%d error=%s", d->cfg.data_dir, rv,
 			kvd_log_quote(q, sizeof(q), err));
@@ -187,21 +209,7 @@ static int start(struct kvd *d)
 		}
 		return 1;
 	}
-	memset(&lo, 0, sizeof(lo));
-	lo.addr = d->cfg.client_addr;
-	lo.max_clients = d->cfg.max_clients;
-	lo.max_queue = d->cfg.max_client_queue;
-	lo.max_inflight = 1024;
-	lo.follower_reads = d->cfg.follower_reads;
-	rv = kvd_listener_start(&d->loop, d->store, &lo, &d->listener, err,
-				sizeof(err));
-	if (rv != RAFT_OK) {
-		kvd_log(RAFT_LOG_ERROR, "cannot serve clients", "error=%s",
-			kvd_log_quote(q, sizeof(q), err));
-		kv_store_close(d->store, NULL, NULL);
-		uv_run(&d->loop, UV_RUN_DEFAULT);
-		return rv == RAFT_EINVAL ? 2 : 1;
-	}
+	kvd_listener_set_store(d->listener, d->store);
 	return 0;
 }
 
