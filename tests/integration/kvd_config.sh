@@ -75,6 +75,27 @@ check "... and no member list was stored" [ ! -e "$IT_TMP/node1/cluster" ]
 kill "$squatter"
 wait "$squatter" 2>/dev/null
 
+# The same for the client port.
+caddr=$(client_addr 1)
+python3 -c '
+import socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.socket()
+s.bind((host, int(port)))
+s.listen()
+print("up", flush=True)
+time.sleep(30)
+' "$caddr" >"$IT_TMP/squatter2.out" &
+squatter=$!
+wait_for 5 grep -q up "$IT_TMP/squatter2.out"
+# shellcheck disable=SC2046 # node_args is a list of flags
+check "a client port in use is named as such (exit 1)" \
+	kvd_says 1 "cannot listen for clients on $caddr: address already in use" \
+	$(node_args 1)
+check "... and no member list was stored" [ ! -e "$IT_TMP/node1/cluster" ]
+kill "$squatter"
+wait "$squatter" 2>/dev/null
+
 start_node 1
 start_node 2
 start_node 3
