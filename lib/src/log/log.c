@@ -116,34 +116,30 @@ static int write_all(int fd, struct iovec *iov, int n, uint64_t off)
 	return 0;
 }
 
-int rlog_seg_create(struct rlog *l, raft_index first, uint64_t size,
-		    char *errmsg, size_t errlen)
+/* Finish the segment file fd, still named tmp, as the segment starting at
+ * first: write its header, sync it (data only when its blocks were written
+ * before), rename it, sync the directory, and make it the active segment.
+ * The header is durable before the name is, so a segment file with its
+ * final name always has its header. On failure fd is closed and tmp
+ * removed. */
+static int seg_install(struct rlog *l, int fd, const char *tmp,
+		       uint64_t size, raft_index first, bool data_only,
+		       char *errmsg, size_t errlen)
 {
-	char tmp[RLOG_SEG_NAME_LEN], name[RLOG_SEG_NAME_LEN], path[4096];
+	char name[RLOG_SEG_NAME_LEN];
 	uint8_t hdr[RLOG_SEG_HDR];
 	struct iovec iov = {hdr, sizeof(hdr)};
-	int fd, rc;
+	int rc;
 
-	rlog_seg_name(tmp, first, true);
 	rlog_seg_name(name, first, false);
-	snprintf(path, sizeof(path), "%s/%s", l->dir, tmp);
 	rlog_seg_hdr_encode(hdr, first);
-
-	/* Built under a temporary name and renamed once whole: a segment
-	 * file with its final name always has its header. */
-	fd = rlog_io.open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0)
-		return io_error(errmsg, errlen, l, tmp, "open");
-	if (rlog_io.fallocate(fd, 0, (off_t)size) != 0) {
-		rc = io_error(errmsg, errlen, l, tmp, "fallocate");
-		goto err_fd;
-	}
 	if (write_all(fd, &iov, 1, 0) != 0) {
 		rc = io_error(errmsg, errlen, l, tmp, "write");
 		goto err_fd;
 	}
-	if (sync_fd(l, fd, false) != 0) {
-		rc = io_error(errmsg, errlen, l, tmp, "fsync");
+	if (sync_fd(l, fd, data_only) != 0) {
+		rc = io_error(errmsg, errlen, l, tmp,
+			      data_only ? "fdatasync" : "fsync");
 		goto err_fd;
 	}
 	if (rlog_io.renameat(l->dirfd, tmp, name) != 0) {
@@ -172,51 +168,39 @@ err_fd:
 	return rc;
 }
 
-/* Make the prepared spare fd (named spare) the segment starting at first:
- * header, fdatasync (the blocks are already written: data only), rename,
- * directory fsync; the header is durable before the name is. */
+int rlog_seg_create(struct rlog *l, raft_index first, uint64_t size,
+		    char *errmsg, size_t errlen)
+{
+	char tmp[RLOG_SEG_NAME_LEN], path[4096];
+	int fd, rc;
+
+	rlog_seg_name(tmp, first, true);
+	snprintf(path, sizeof(path), "%s/%s", l->dir, tmp);
+
+	/* Built under a temporary name and renamed once whole. */
+	fd = rlog_io.open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (fd < 0)
+		return io_error(errmsg, errlen, l, tmp, "open");
+	if (rlog_io.fallocate(fd, 0, (off_t)size) != 0) {
+		rc = io_error(errmsg, errlen, l, tmp, "fallocate");
+		close(fd);
+		rlog_io.unlinkat(l->dirfd, tmp);
+		return rc;
+	}
+	return seg_install(l, fd, tmp, size, first, false, errmsg, errlen);
+}
+
+/* Make the prepared spare fd (named spare) the segment starting at first.
+ * Its blocks are already written, so a data-only sync suffices. */
 static int seg_from_spare(struct rlog *l, int fd, const char *spare,
 			  uint64_t size, raft_index first, char *errmsg,
 			  size_t errlen)
 {
-	char name[RLOG_SEG_NAME_LEN];
-	uint8_t hdr[RLOG_SEG_HDR];
-	struct iovec iov = {hdr, sizeof(hdr)};
 	int rc;
 
-	rlog_seg_name(name, first, false);
-	rlog_seg_hdr_encode(hdr, first);
-	if (write_all(fd, &iov, 1, 0) != 0) {
-		rc = io_error(errmsg, errlen, l, spare, "write");
-		goto err_fd;
-	}
-	if (sync_fd(l, fd, true) != 0) {
-		rc = io_error(errmsg, errlen, l, spare, "fdatasync");
-		goto err_fd;
-	}
-	if (rlog_io.renameat(l->dirfd, spare, name) != 0) {
-		rc = io_error(errmsg, errlen, l, spare, "rename");
-		goto err_fd;
-	}
-	if (sync_fd(l, l->dirfd, false) != 0) {
-		rc = io_error(errmsg, errlen, l, ".", "fsync");
-		goto err_fd;
-	}
-	rc = rlog_segs_push(l, first, first - 1);
-	if (rc != RAFT_OK) {
-		snprintf(errmsg, errlen, "out of memory");
-		goto err_fd;
-	}
-	close(l->fd);
-	l->fd = fd;
-	l->tail = RLOG_SEG_HDR;
-	l->seg_alloc = size;
-	rlog_spare_want(l);
-	return RAFT_OK;
-
-err_fd:
-	close(fd);
-	rlog_io.unlinkat(l->dirfd, spare);
+	rc = seg_install(l, fd, spare, size, first, true, errmsg, errlen);
+	if (rc == RAFT_OK)
+		rlog_spare_want(l);
 	return rc;
 }
 
