@@ -194,14 +194,17 @@ static uint64_t run_phase(struct run *r, uv_loop_t *loop, size_t proposers,
 	return uv_hrtime() - start;
 }
 
-enum mode { SYNC, SYNC_NO_SPARE, NO_SYNC };
+enum mode { SYNC, SYNC_NO_SPARE, NO_SYNC, SYNC_NO_POLL };
 
 static double bench_log(const char *dir, size_t proposers, double seconds,
 			enum mode mode)
 {
-	static const char *const suffix[] = {"", ", no spares", ", no sync"};
+	static const char *const suffix[] = {"", ", no spares", ", no sync",
+					     ", worker never polls"};
 	struct run *r = calloc(1, sizeof(*r));
-	struct rlog_options o = {.no_sync = mode == NO_SYNC};
+	struct rlog_options o = {
+	    .no_sync = mode == NO_SYNC,
+	    .spin_us = mode == SYNC_NO_POLL ? RLOG_NO_SPIN : 0};
 	struct rlog_loaded ld;
 	struct rlog_req hs = {
 	    .set_hard_state = true, .term = 1, .vote = 1, .cb = hard_state_cb};
@@ -274,6 +277,8 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	one = bench_log(dir, counts[0], seconds, SYNC);
+	/* The same without the worker's polling, to show what it saves. */
+	bench_log(dir, 1, seconds, SYNC_NO_POLL);
 	for (size_t i = 1; i < sizeof(counts) / sizeof(counts[0]); i++)
 		bench_log(dir, counts[i], seconds, SYNC);
 	/* Segments preallocated with fallocate only, for comparison. */

@@ -44,6 +44,8 @@ struct rlog {
 	bool stop;   /* rlog_close(): finish the queue, then exit */
 	bool exited; /* the worker has returned */
 	raft_index compact_to;
+	/* Requests ever queued; the worker polls it without the lock. */
+	atomic_uint queued;
 
 	/* The spare segment (spare.c), also under mu. */
 	uv_cond_t prep_cond;

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log/format.h"
@@ -551,6 +552,40 @@ static int compact(struct rlog *l, raft_index index, char *msg, size_t len)
 	return RAFT_OK;
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* After a batch, poll for up to spin_us for the next request before going
+ * to sleep on the condition variable. A lone proposer's next record usually
+ * arrives a few tens of microseconds after its callback; catching it here
+ * saves a futex wake-up, which on a virtual machine with idle CPUs costs
+ * about as much as a third of an fdatasync. */
+static void poll_for_work(struct rlog *l, unsigned seen)
+{
+	uint64_t deadline;
+
+	if (l->opts.spin_us == RLOG_NO_SPIN)
+		return;
+	deadline = now_ns() + (uint64_t)l->opts.spin_us * 1000u;
+	for (;;) {
+		for (int i = 0; i < 64; i++) {
+			if (atomic_load_explicit(&l->queued,
+						 memory_order_acquire) != seen)
+				return;
+#if defined(__x86_64__) || defined(__i386__)
+			__builtin_ia32_pause();
+#endif
+		}
+		if (now_ns() >= deadline)
+			return;
+	}
+}
+
 static void worker_main(void *arg)
 {
 	struct rlog *l = arg;
@@ -561,6 +596,7 @@ static void worker_main(void *arg)
 	for (;;) {
 		struct rlog_req *batch;
 		raft_index compact_to;
+		unsigned seen;
 		int failed, rc = RAFT_OK;
 
 		while (l->queue_head == NULL && !l->stop &&
@@ -570,6 +606,7 @@ static void worker_main(void *arg)
 			break;
 		batch = l->queue_head;
 		l->queue_head = l->queue_tail = NULL;
+		seen = atomic_load_explicit(&l->queued, memory_order_relaxed);
 		failed = l->failed;
 		compact_to = l->compact_to;
 		uv_mutex_unlock(&l->mu);
@@ -603,6 +640,8 @@ static void worker_main(void *arg)
 		}
 		uv_mutex_unlock(&l->mu);
 		uv_async_send(&l->async);
+		if (batch != NULL)
+			poll_for_work(l, seen);
 		uv_mutex_lock(&l->mu);
 	}
 	l->exited = true;
@@ -713,6 +752,8 @@ int rlog_open(uv_loop_t *loop, const char *dir, const struct rlog_options *o,
 		l->opts = *o;
 	if (l->opts.segment_size == 0)
 		l->opts.segment_size = RLOG_DEFAULT_SEGMENT;
+	if (l->opts.spin_us == 0)
+		l->opts.spin_us = RLOG_DEFAULT_SPIN_US;
 	if (l->opts.segment_size < RLOG_MIN_SEGMENT) {
 		snprintf(errmsg, errlen,
 			 "segment_size %zu is below the minimum of %d bytes",
@@ -861,6 +902,7 @@ int rlog_write(struct rlog *l, struct rlog_req *req)
 		else
 			l->queue_head = req;
 		l->queue_tail = req;
+		atomic_fetch_add_explicit(&l->queued, 1, memory_order_release);
 		uv_cond_signal(&l->cond);
 	}
 	uv_mutex_unlock(&l->mu);

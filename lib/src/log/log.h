@@ -31,7 +31,15 @@ struct rlog;
 struct rlog_options {
 	size_t segment_size; /* bytes per segment file; default 64 MiB */
 	bool no_sync;	     /* for tests and benchmarks that say so */
+	/* How long the worker keeps polling for the next request after a
+	 * batch before it sleeps, in microseconds: a request that arrives in
+	 * that window starts without a thread wake-up. 0 takes the default
+	 * (RLOG_DEFAULT_SPIN_US); RLOG_NO_SPIN turns polling off. */
+	unsigned spin_us;
 };
+
+#define RLOG_DEFAULT_SPIN_US 100
+#define RLOG_NO_SPIN	     (~0u)
 
 /* What the log held at open. Free with rlog_loaded_free(). */
 struct rlog_loaded {
