@@ -6,7 +6,8 @@
 #   bench/kvd-cluster.sh eps     print the client endpoints
 #   bench/kvd-cluster.sh pids    print the node pids, one a line
 #
-# Node K: clients on 127.0.0.1:2500K, peers on 127.0.0.1:2510K, data in
+# Node K: clients on 127.0.0.1:2500K, peers on 127.0.0.1:2510K (bases
+# KVD_BENCH_CLIENT_PORT, KVD_BENCH_PEER_PORT), data in
 # BASE/nodeK, log BASE/nodeK.log, pid BASE/nodeK.pid. Environment: BUILD
 # (default build), N (3 or 5), KVD_BENCH_BASE (default /var/tmp/kvd-bench:
 # keep it on a real disk, not tmpfs), KVD (the kvd binary, default
@@ -18,8 +19,8 @@ BUILD=${BUILD:-build}
 N=${N:-3}
 BASE=${KVD_BENCH_BASE:-/var/tmp/kvd-bench}
 KVD=${KVD:-$BUILD/bin/kvd}
-CLIENT_PORT=25000
-PEER_PORT=25100
+CLIENT_PORT=${KVD_BENCH_CLIENT_PORT:-25000}
+PEER_PORT=${KVD_BENCH_PEER_PORT:-25100}
 
 peers() {
 	local k list=""
