@@ -1497,6 +1497,143 @@ START_TEST(test_empty_noop_entries_round_trip)
 }
 END_TEST
 
+/* ---- direct writes --------------------------------------------------- */
+
+/* Whether the file system under dir takes O_DIRECT writes at all. */
+static bool direct_io_supported(const char *dir)
+{
+	char path[128];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/probe", dir);
+	fd = open(path, O_RDWR | O_CREAT | O_DIRECT, 0644);
+	if (fd >= 0)
+		close(fd);
+	unlink(path);
+	return fd >= 0;
+}
+
+/* Appends go out as direct writes from the loop where the file system takes
+ * them, interleave in order with what the worker does (term and vote, a
+ * truncation, new segments), and read back whole after a reopen. */
+START_TEST(test_direct_writes_interleave_with_the_worker_and_read_back)
+{
+	struct fx f;
+	struct rlog_req reqs[40];
+	struct pending p[40];
+	int counter = 0;
+
+	fx_init(&f, 64 * 1024);
+	fx_open(&f);
+	ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
+	for (raft_index i = 1; i <= 300; i++)
+		ck_assert_int_eq(fx_append(&f, i, 1, 1), RAFT_OK);
+	submit_each(&f, 301, 40, reqs, p, &counter);
+	wait_all(&f, p, 40);
+	for (int i = 0; i < 40; i++) {
+		ck_assert_int_eq(p[i].status, RAFT_OK);
+		ck_assert_int_eq(p[i].order, i);
+	}
+	/* Replace 331.. (a truncation, on the worker), then append again. */
+	ck_assert_int_eq(fx_append(&f, 331, 20, 1), RAFT_OK);
+	for (raft_index i = 351; i <= 400; i++)
+		ck_assert_int_eq(fx_append(&f, i, 1, 1), RAFT_OK);
+	if (direct_io_supported(f.dir))
+		ck_assert_uint_gt(f.log->dio_writes, 300);
+	else
+		ck_assert_uint_eq(f.log->dio_writes, 0);
+	ck_assert_uint_gt(count_segments(f.dir), 1);
+	fx_close(&f);
+
+	fx_open(&f);
+	ck_assert_uint_eq(f.ld.term, 1);
+	check_loaded(&f, 1, 400, term_one);
+	fx_done(&f);
+}
+END_TEST
+
+static long long eio_result(long long res)
+{
+	return -EIO;
+}
+
+static long long eagain_result(long long res)
+{
+	return -EAGAIN;
+}
+
+/* A direct write that fails fails its requests with RAFT_EIO, names the
+ * file, and the log stays failed; what was acknowledged before is still
+ * there after a restart. */
+START_TEST(test_failed_direct_write_fails_requests_and_stays_failed)
+{
+	struct fx f;
+	const char *why;
+
+	fx_init(&f, 0);
+	fx_open(&f);
+	if (!direct_io_supported(f.dir)) {
+		/* Nothing to fail: every write goes through the worker. */
+		ck_assert_int_eq(fx_append(&f, 1, 10, 1), RAFT_OK);
+		ck_assert_uint_eq(f.log->dio_writes, 0);
+		fx_done(&f);
+		return;
+	}
+	ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
+	ck_assert_int_eq(fx_append(&f, 1, 10, 1), RAFT_OK);
+	ck_assert_uint_gt(f.log->dio_writes, 0);
+	rlog_io.direct_result = eio_result;
+	ck_assert_int_eq(fx_append(&f, 11, 1, 1), RAFT_EIO);
+	why = rlog_failure(f.log);
+	ck_assert_ptr_nonnull(why);
+	ck_assert_msg(strstr(why, "direct write") != NULL &&
+			  strstr(why, ".seg") != NULL,
+		      "%s", why);
+	rlog_io = rlog_io_default; /* the disk is fine again: no retry */
+	ck_assert_int_eq(fx_append(&f, 12, 1, 1), RAFT_EIO);
+	fx_close(&f);
+
+	fx_open(&f);
+	ck_assert_uint_ge(f.ld.n_entries, 10);
+	ck_assert_uint_le(f.ld.n_entries, 11);
+	check_loaded(&f, 1, 10 + (f.ld.n_entries - 10), term_one);
+	fx_done(&f);
+}
+END_TEST
+
+/* A direct write the kernel refuses rather than block on (EAGAIN) is made
+ * by the worker instead; nothing is lost or reordered. */
+START_TEST(test_refused_direct_write_goes_through_the_worker)
+{
+	struct fx f;
+	struct rlog_req reqs[8];
+	struct pending p[8];
+	int counter = 0;
+
+	fx_init(&f, 0);
+	fx_open(&f);
+	ck_assert_int_eq(fx_set_hard_state(&f, 1, 1), RAFT_OK);
+	rlog_io.direct_result = eagain_result;
+	for (raft_index i = 1; i <= 20; i++)
+		ck_assert_int_eq(fx_append(&f, i, 1, 1), RAFT_OK);
+	submit_each(&f, 21, 8, reqs, p, &counter);
+	wait_all(&f, p, 8);
+	for (int i = 0; i < 8; i++) {
+		ck_assert_int_eq(p[i].status, RAFT_OK);
+		ck_assert_int_eq(p[i].order, i);
+	}
+	if (direct_io_supported(f.dir))
+		ck_assert_uint_ge(f.log->dio_fallbacks, 20);
+	rlog_io = rlog_io_default;
+	ck_assert_int_eq(fx_append(&f, 29, 2, 1), RAFT_OK);
+	fx_close(&f);
+
+	fx_open(&f);
+	check_loaded(&f, 1, 30, term_one);
+	fx_done(&f);
+}
+END_TEST
+
 static TCase *add_case(Suite *s, const char *name, int timeout)
 {
 	TCase *tc = tcase_create(name);
@@ -1559,6 +1696,13 @@ static Suite *log_suite(void)
 		       test_enospc_fails_with_enospc_and_loses_nothing_durable);
 	tcase_add_test(
 	    tc, test_failed_metadata_write_stores_no_entry_of_the_request);
+
+	tc = add_case(s, "direct", 30);
+	tcase_add_test(
+	    tc, test_direct_writes_interleave_with_the_worker_and_read_back);
+	tcase_add_test(tc,
+		       test_failed_direct_write_fails_requests_and_stays_failed);
+	tcase_add_test(tc, test_refused_direct_write_goes_through_the_worker);
 	return s;
 }
 

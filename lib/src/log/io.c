@@ -33,6 +33,11 @@ static int io_unlinkat(int dirfd, const char *name)
 	return unlinkat(dirfd, name, 0);
 }
 
+static long long io_direct_result(long long res)
+{
+	return res;
+}
+
 const struct rlog_io rlog_io_default = {
     .open = io_open,
     .pwritev = pwritev,
@@ -42,6 +47,7 @@ const struct rlog_io rlog_io_default = {
     .ftruncate = ftruncate,
     .renameat = io_renameat,
     .unlinkat = io_unlinkat,
+    .direct_result = io_direct_result,
 };
 
 struct rlog_io rlog_io = {
@@ -53,4 +59,5 @@ struct rlog_io rlog_io = {
     .ftruncate = ftruncate,
     .renameat = io_renameat,
     .unlinkat = io_unlinkat,
+    .direct_result = io_direct_result,
 };

@@ -23,7 +23,14 @@ struct rlog_io {
 	/* No spare segments prepared in the background (spare.c): tests
 	 * that count or fail calls want only the worker to make them. */
 	bool no_spare;
+	/* What a direct write's completion reports: the byte count or a
+	 * negative errno (dio.c); tests turn it into errors. */
+	long long (*direct_result)(long long res);
 };
+
+/* Direct writes from the loop thread (dio.c) are made only while the
+ * table's pwritev and fdatasync are the defaults: tests that replace them
+ * see every write go through the worker. */
 
 /* The table in use; starts as rlog_io_default. Change it while no log is
  * open, or, with no_spare set before the open, on the loop thread between

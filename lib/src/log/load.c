@@ -512,8 +512,9 @@ int rlog_load(struct rlog *l, struct rlog_loaded *loaded, char *errmsg,
 		goto out;
 	}
 	if (n == 0) {
-		rc =
-		    rlog_seg_create(l, 1, l->opts.segment_size, errmsg, errlen);
+		/* Zeros, like a spare: direct writes can start at once. */
+		rc = rlog_seg_create(l, 1, l->opts.segment_size, true, errmsg,
+				     errlen);
 		if (rc != RAFT_OK)
 			goto out;
 		expect = 1;

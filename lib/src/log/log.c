@@ -169,7 +169,28 @@ err_fd:
 	return rc;
 }
 
-int rlog_seg_create(struct rlog *l, raft_index first, uint64_t size,
+/* Write zeros over the first size bytes of fd. */
+static int zero_fill(int fd, uint64_t size)
+{
+	enum { STEP = 1024 * 1024 };
+	void *zeros = calloc(1, STEP);
+	uint64_t off = 0;
+	int rc = 0;
+
+	if (zeros == NULL) {
+		errno = ENOMEM;
+		return -1;
+	}
+	while (rc == 0 && off < size) {
+		struct iovec iov = {zeros, size - off < STEP ? size - off : STEP};
+		rc = write_all(fd, &iov, 1, off);
+		off += iov.iov_len;
+	}
+	free(zeros);
+	return rc;
+}
+
+int rlog_seg_create(struct rlog *l, raft_index first, uint64_t size, bool zero,
 		    char *errmsg, size_t errlen)
 {
 	char tmp[RLOG_SEG_NAME_LEN], path[4096];
@@ -182,13 +203,18 @@ int rlog_seg_create(struct rlog *l, raft_index first, uint64_t size,
 	fd = rlog_io.open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
 	if (fd < 0)
 		return io_error(errmsg, errlen, l, tmp, "open");
-	if (rlog_io.fallocate(fd, 0, (off_t)size) != 0) {
-		rc = io_error(errmsg, errlen, l, tmp, "fallocate");
+	if (zero ? zero_fill(fd, size) != 0
+		 : rlog_io.fallocate(fd, 0, (off_t)size) != 0) {
+		rc = io_error(errmsg, errlen, l, tmp,
+			      zero ? "write" : "fallocate");
 		close(fd);
 		rlog_io.unlinkat(l->dirfd, tmp);
 		return rc;
 	}
-	return seg_install(l, fd, tmp, size, first, false, errmsg, errlen);
+	rc = seg_install(l, fd, tmp, size, first, false, errmsg, errlen);
+	if (rc == RAFT_OK && zero)
+		posix_fadvise(l->fd, 0, 0, POSIX_FADV_DONTNEED);
+	return rc;
 }
 
 /* Make the prepared spare fd (named spare) the segment starting at first.
@@ -203,6 +229,16 @@ static int seg_from_spare(struct rlog *l, int fd, const char *spare,
 	if (rc == RAFT_OK)
 		rlog_spare_want(l);
 	return rc;
+}
+
+void rlog_set_failed(struct rlog *l, int rc, const char *msg)
+{
+	uv_mutex_lock(&l->mu);
+	if (l->failed == RAFT_OK) {
+		l->failed = rc;
+		snprintf(l->failure, sizeof(l->failure), "%s", msg);
+	}
+	uv_mutex_unlock(&l->mu);
 }
 
 /* ---- worker ---------------------------------------------------------- */
@@ -315,7 +351,7 @@ static int roll_segment(struct rlog *l, raft_index index, size_t rec_size,
 	fd = rlog_spare_take(l, size, &got, spare);
 	if (fd >= 0)
 		return seg_from_spare(l, fd, spare, got, index, msg, len);
-	return rlog_seg_create(l, index, size, msg, len);
+	return rlog_seg_create(l, index, size, false, msg, len);
 }
 
 /* An empty active segment too small for one record grows instead. */
@@ -509,6 +545,9 @@ static int run_batch(struct rlog *l, struct rlog_req *batch, char *msg,
 	struct rlog_req *hs = NULL;
 	int rc = RAFT_OK;
 
+	/* Records the loop wrote directly since the last batch. */
+	l->segs[l->n_segs - 1].last = l->w_next - 1;
+
 	/* Rule 1: the newest term and vote of the batch go first. */
 	for (struct rlog_req *r = batch; r != NULL; r = r->next)
 		if (r->set_hard_state)
@@ -586,6 +625,16 @@ static void poll_for_work(struct rlog *l, unsigned seen)
 	}
 }
 
+static bool queue_empty(struct rlog *l)
+{
+	bool empty;
+
+	uv_mutex_lock(&l->mu);
+	empty = l->queue_head == NULL;
+	uv_mutex_unlock(&l->mu);
+	return empty;
+}
+
 static void worker_main(void *arg)
 {
 	struct rlog *l = arg;
@@ -614,6 +663,13 @@ static void worker_main(void *arg)
 		msg[0] = '\0';
 		if (failed == RAFT_OK && batch != NULL)
 			rc = run_batch(l, batch, msg, sizeof(msg));
+		/* The loop takes the position back only after a batch that
+		 * ended with nothing queued behind it: publish it then. Not
+		 * after every batch, because it drops the last page from the
+		 * cache, which the next buffered write would read back. */
+		if (failed == RAFT_OK && batch != NULL && rc == RAFT_OK &&
+		    queue_empty(l))
+			rlog_dio_refresh(l);
 		if (failed == RAFT_OK && rc == RAFT_OK &&
 		    compact_to > compacted)
 			rc = compact(l, compact_to, msg, sizeof(msg));
@@ -661,6 +717,7 @@ static void free_rlog(struct rlog *l)
 		close(l->fd);
 	if (l->dirfd >= 0)
 		close(l->dirfd);
+	rlog_dio_free(l);
 	free(l->iov);
 	free(l->segs);
 	free(l->dir);
@@ -679,6 +736,13 @@ static void closed_cb(uv_handle_t *h)
 	free(l);
 	if (cb != NULL)
 		cb(arg);
+}
+
+static void dio_closed_cb(uv_handle_t *h)
+{
+	struct rlog *l = h->data;
+
+	uv_close((uv_handle_t *)&l->async, closed_cb);
 }
 
 static void stop_preparer(struct rlog *l)
@@ -705,19 +769,24 @@ static void async_cb(uv_async_t *a)
 	exited = l->exited;
 	uv_mutex_unlock(&l->mu);
 
+	l->in_callbacks = true;
 	while (r != NULL) {
 		struct rlog_req *next = r->next;
 		free(r->buf);
 		r->buf = NULL;
 		r->next = NULL;
+		l->worker_reqs--;
 		r->cb(r, r->status);
 		r = next;
 	}
+	l->in_callbacks = false;
+	rlog_dio_dispatch(l);
 	if (exited && l->thread_started) {
 		uv_thread_join(&l->thread);
 		l->thread_started = false;
 		stop_preparer(l);
-		uv_close((uv_handle_t *)&l->async, closed_cb);
+		if (!rlog_dio_close(l, dio_closed_cb))
+			uv_close((uv_handle_t *)&l->async, closed_cb);
 	}
 }
 
@@ -747,6 +816,8 @@ int rlog_open(uv_loop_t *loop, const char *dir, const struct rlog_options *o,
 	l->fd = -1;
 	l->dirfd = -1;
 	l->spare_fd = -1;
+	l->efd = -1;
+	l->dio_pos.fd = -1;
 	l->loop = loop;
 	if (o != NULL)
 		l->opts = *o;
@@ -801,6 +872,8 @@ int rlog_open(uv_loop_t *loop, const char *dir, const struct rlog_options *o,
 		rc = RAFT_ENOMEM;
 		goto err_prep_cond;
 	}
+	/* Without direct writes everything goes through the worker. */
+	rlog_dio_open(l);
 	/* Without the preparer the log still works, creating segments with
 	 * fallocate. */
 	l->prep_started =
@@ -896,15 +969,6 @@ int rlog_write(struct rlog *l, struct rlog_req *req)
 
 	uv_mutex_lock(&l->mu);
 	rc = l->failed;
-	if (rc == RAFT_OK) {
-		if (l->queue_tail != NULL)
-			l->queue_tail->next = req;
-		else
-			l->queue_head = req;
-		l->queue_tail = req;
-		atomic_fetch_add_explicit(&l->queued, 1, memory_order_release);
-		uv_cond_signal(&l->cond);
-	}
 	uv_mutex_unlock(&l->mu);
 	if (rc != RAFT_OK) {
 		free(req->buf);
@@ -913,6 +977,14 @@ int rlog_write(struct rlog *l, struct rlog_req *req)
 	}
 	if (req->n_entries > 0)
 		l->next_index = req->entries[req->n_entries - 1].index + 1;
+	/* Requests wait while the worker or a direct write is busy, and then
+	 * go out together (dio.c). */
+	if (l->pend_tail != NULL)
+		l->pend_tail->next = req;
+	else
+		l->pend_head = req;
+	l->pend_tail = req;
+	rlog_dio_dispatch(l);
 	return RAFT_OK;
 }
 
@@ -952,10 +1024,7 @@ void rlog_close(struct rlog *l, void (*cb)(void *arg), void *arg)
 	l->closing = true;
 	l->close_cb = cb;
 	l->close_arg = arg;
-	uv_mutex_lock(&l->mu);
-	l->stop = true;
-	l->prep_stop = true;
-	uv_cond_signal(&l->cond);
-	uv_cond_signal(&l->prep_cond);
-	uv_mutex_unlock(&l->mu);
+	/* The worker stops once the requests queued so far are written. */
+	l->stop_when_idle = true;
+	rlog_dio_dispatch(l);
 }

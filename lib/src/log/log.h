@@ -36,6 +36,9 @@ struct rlog_options {
 	 * that window starts without a thread wake-up. 0 takes the default
 	 * (RLOG_DEFAULT_SPIN_US); RLOG_NO_SPIN turns polling off. */
 	unsigned spin_us;
+	/* Write every record through the worker thread, never with direct
+	 * writes from the loop thread (dio.c). */
+	bool no_direct;
 };
 
 #define RLOG_DEFAULT_SPIN_US 100

@@ -99,6 +99,9 @@ static int prepare(struct rlog *l, const char *name, const uint8_t *zeros,
 	}
 	if (stopping(l) || (!l->opts.no_sync && rlog_io.fsync(fd) != 0))
 		goto err;
+	/* Clean now: dropped from the page cache, the blocks take direct
+	 * writes (dio.c). */
+	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
 	return fd;
 err:
 	close(fd);
