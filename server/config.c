@@ -273,6 +273,20 @@ static int set_no_sync(struct kvd_config *cfg, const char *val, char *err,
 	return 0;
 }
 
+static int set_no_direct_io(struct kvd_config *cfg, const char *val,
+			    char *err, size_t errlen)
+{
+	if (val == NULL) {
+		cfg->no_direct_io = true;
+		return 0;
+	}
+	if (parse_bool(val, &cfg->no_direct_io) != 0) {
+		snprintf(err, errlen, "'%s': want true or false", val);
+		return -1;
+	}
+	return 0;
+}
+
 static int set_follower_reads(struct kvd_config *cfg, const char *val,
 			      char *err, size_t errlen)
 {
@@ -318,6 +332,11 @@ static const struct key keys[] = {
      "serve linearizable reads on followers too (ReadIndex through the "
      "leader) instead of redirecting them to the leader",
      set_follower_reads},
+    {"no-direct-io", NULL,
+     "write the Raft log through its worker thread with write and "
+     "fdatasync, never with O_DIRECT from the event loop (for fault "
+     "injection tools that intercept those calls; slower, as durable)",
+     set_no_direct_io},
     {"unsafe-no-sync", NULL,
      "skip fdatasync: loses acknowledged writes on power loss "
      "(benchmarks only)",

@@ -26,6 +26,7 @@ struct kvd_config {
 	size_t max_client_queue; /* answer bytes queued per connection */
 	bool follower_reads;	 /* serve linearizable reads on followers */
 	bool no_sync;
+	bool no_direct_io; /* log writes through the worker thread only */
 };
 
 enum kvd_config_result {

@@ -120,6 +120,7 @@ static void fill_store_config(struct kvd *d, struct kv_config *kc)
 	if (c->heartbeat_ticks != 0)
 		kc->node.heartbeat_ticks = c->heartbeat_ticks;
 	kc->node.no_sync = c->no_sync;
+	kc->node.no_direct_io = c->no_direct_io;
 	kc->node.log = kvd_log_hook;
 	kc->node.log_data = NULL;
 	kc->node.failed = node_failed_cb;

@@ -111,6 +111,9 @@ class Cluster:
                 "--client-addr", n.client_addr, "--peers", self.peers,
                 "--tick-ms", str(self.tick_ms), "--election-ticks",
                 str(self.election_ticks)]
+        if fiu:
+            # Direct log writes bypass the calls libfiu intercepts.
+            args.append("--no-direct-io")
         with open(n.log_path, "a") as logf:
             logf.write("# jepsen-lite: start n%d at %d%s\n" %
                        (i, self.clock(), " faketime %s" % faketime

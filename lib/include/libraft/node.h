@@ -169,6 +169,10 @@ struct raft_node_config {
 				     RAFT_ETIMEDOUT; default 5000 */
 	uint64_t seed;		  /* election jitter; 0: from id and time */
 	bool no_sync;		  /* unsafe: skip fdatasync (benchmarks only) */
+	bool no_direct_io; /* write the log through its worker thread only,
+			      never with O_DIRECT from the loop thread:
+			      for fault injection that intercepts write and
+			      fdatasync calls (slower; as durable) */
 	struct raft_fsm *fsm;	  /* required; the caller owns it */
 	raft_log_fn log;	    /* optional log hook; NULL: silent */
 	void *log_data;		    /* passed to log as data */

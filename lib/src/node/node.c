@@ -271,7 +271,8 @@ static int setup_peers(struct raft_node *n, const struct raft_node_config *cfg,
 static int open_core(struct raft_node *n, char *errmsg, size_t errlen)
 {
 	struct rlog_options lo = {.segment_size = n->cfg.segment_size,
-				  .no_sync = n->cfg.no_sync};
+				  .no_sync = n->cfg.no_sync,
+				  .no_direct = n->cfg.no_direct_io};
 	struct rlog_loaded loaded;
 	struct raft_config rc_cfg;
 	struct raft_restore restore;
