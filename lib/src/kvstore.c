@@ -4,7 +4,8 @@
  * The life of a request:
  *
  *     put/del: encode the command (kvsm_encode_*) --> raft_node_propose()
- *              --> applied by kvsm_apply() on the worker --> write_done():
+ *              --> applied by kvsm_apply() (apply thread, or the loop for
+ *              a small batch) --> write_done():
  *              the command's own result (RAFT_OK, RAFT_ENOTFOUND) or the
  *              node's error goes to the caller.
  *     get, linearizable: raft_node_read() --> read_ready(): this node has
@@ -28,6 +29,11 @@
 #include "kv/kvsm.h"
 #include "libraft/kv.h"
 #include "node/node.h"
+
+/* Batches this small are applied on the loop thread when the apply thread
+ * is idle: an unsynced LMDB commit of 64 puts takes tens of microseconds,
+ * less than the two thread wake-ups it saves (docs/performance.md). */
+#define KV_LOOP_APPLY_MAX 64
 
 /* A get waiting for its read index, or for the deferred timer. */
 struct kv_get {
@@ -108,7 +114,9 @@ static int fsm_applied(struct raft_fsm *fsm, raft_index *index)
 	return kvsm_applied(s->sm, index, &term);
 }
 
-/* Worker thread. Only this touches s->results, one batch at a time.
+/* The node's apply thread, or the loop thread for a batch of at most
+ * KV_LOOP_APPLY_MAX entries; one call at a time, so only this touches
+ * s->results.
  *
  * TODO(kv): log compaction (snapshots) will be decided here, after an
  * apply: it must call kvsm_sync() first and delete entries only through
@@ -175,6 +183,7 @@ int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 	s->fsm.data = s;
 	s->fsm.applied = fsm_applied;
 	s->fsm.apply = fsm_apply;
+	s->fsm.loop_max = KV_LOOP_APPLY_MAX;
 	nc = cfg->node;
 	nc.fsm = &s->fsm;
 	rc = raft_node_start(loop, &nc, &s->node, errmsg, errlen);
