@@ -16,8 +16,8 @@
  * with RAFT_ESHUTDOWN; waiting for handles.
  *
  * Threads: everything here runs on the loop thread; fsm->apply runs on the
- * node's apply thread, or on the loop for small batches (run.c). Nothing is global: any number of nodes may
- * share a process or a loop.
+ * node's apply thread, or on the loop for small batches (run.c). Nothing
+ * is global: any number of nodes may share a process or a loop.
  */
 #include <errno.h>
 #include <fcntl.h>
