@@ -4,7 +4,8 @@
  * The life of a request:
  *
  *     put/del: encode the command (kvsm_encode_*) --> raft_node_propose()
- *              --> applied by kvsm_apply() on the worker --> write_done():
+ *              --> applied by kvsm_apply() on the apply thread
+ *              --> write_done():
  *              the command's own result (RAFT_OK, RAFT_ENOTFOUND) or the
  *              node's error goes to the caller.
  *     get, linearizable: raft_node_read() --> read_ready(): this node has
@@ -28,6 +29,11 @@
 #include "kv/kvsm.h"
 #include "libraft/kv.h"
 #include "node/node.h"
+
+/* No batch is applied on the loop thread (fsm.loop_max 0): even unsynced,
+ * an LMDB write transaction writes dirty pages through the page cache and
+ * may grow the map, and either can block; the loop must keep ticking and
+ * answering peers meanwhile (docs/storage.md). */
 
 /* A get waiting for its read index, or for the deferred timer. */
 struct kv_get {
@@ -108,7 +114,8 @@ static int fsm_applied(struct raft_fsm *fsm, raft_index *index)
 	return kvsm_applied(s->sm, index, &term);
 }
 
-/* Worker thread. Only this touches s->results, one batch at a time.
+/* The node's apply thread; one call at a time, so only this touches
+ * s->results.
  *
  * TODO(kv): log compaction (snapshots) will be decided here, after an
  * apply: it must call kvsm_sync() first and delete entries only through
@@ -175,6 +182,7 @@ int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 	s->fsm.data = s;
 	s->fsm.applied = fsm_applied;
 	s->fsm.apply = fsm_apply;
+	s->fsm.loop_max = 0;
 	nc = cfg->node;
 	nc.fsm = &s->fsm;
 	rc = raft_node_start(loop, &nc, &s->node, errmsg, errlen);

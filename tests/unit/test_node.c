@@ -5,6 +5,7 @@
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1187,6 +1188,8 @@ struct test_fsm {
 	struct raft_fsm fsm;
 	raft_index applied;
 	uint64_t n_commands;
+	pthread_t loop_thread;
+	size_t on_loop, off_loop; /* batches applied on each side */
 };
 
 static int test_fsm_applied(struct raft_fsm *fsm, raft_index *index)
@@ -1202,6 +1205,11 @@ static int test_fsm_apply(struct raft_fsm *fsm, const struct raft_entry *e,
 {
 	struct test_fsm *t = fsm->data;
 
+	if (pthread_equal(pthread_self(), t->loop_thread)) {
+		t->on_loop++;
+	} else {
+		t->off_loop++;
+	}
 	for (size_t i = 0; i < n; i++) {
 		char *copy;
 
@@ -1250,7 +1258,8 @@ static void solo_failed(void *data, int status)
 	s->failed_status = status;
 }
 
-static void solo_start(struct solo *s, int port, bool with_log)
+static void solo_start_with(struct solo *s, int port, bool with_log,
+			    size_t loop_max)
 {
 	struct raft_node_config cfg;
 	char errmsg[256];
@@ -1265,6 +1274,8 @@ static void solo_start(struct solo *s, int port, bool with_log)
 	s->fsm.fsm.data = &s->fsm;
 	s->fsm.fsm.applied = test_fsm_applied;
 	s->fsm.fsm.apply = test_fsm_apply;
+	s->fsm.fsm.loop_max = loop_max;
+	s->fsm.loop_thread = pthread_self();
 	raft_node_config_init(&cfg);
 	cfg.id = 1;
 	cfg.data_dir = s->dir;
@@ -1280,6 +1291,11 @@ static void solo_start(struct solo *s, int port, bool with_log)
 	rc = raft_node_start(&s->loop, &cfg, &s->node, errmsg, sizeof(errmsg));
 	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
 	ck_assert(run_until(&s->loop, solo_leads, s, DEADLINE_MS));
+}
+
+static void solo_start(struct solo *s, int port, bool with_log)
+{
+	solo_start_with(s, port, with_log, 0);
 }
 
 static void solo_stop(struct solo *s)
@@ -1364,6 +1380,46 @@ START_TEST(test_proposers_get_their_own_results_in_order)
 		}
 	}
 	solo_stop(&s);
+}
+END_TEST
+
+/* With loop_max set, small batches are applied on the loop thread and large
+ * ones on the apply thread, and either way every entry is applied once, in
+ * log order, and each proposer gets its own result in order. */
+START_TEST(test_small_batches_apply_on_loop_and_large_ones_off_it)
+{
+	enum { N = 101 };
+	struct proposal_wait *p = calloc(N + 1, sizeof(*p));
+	char cmd[16];
+	struct solo s;
+	int order = 0;
+
+	ck_assert_ptr_nonnull(p);
+	solo_start_with(&s, 22240, true, 4);
+	for (int i = 0; i < N; i++) {
+		p[i].order = &order;
+		snprintf(cmd, sizeof(cmd), "c%d", i);
+		ck_assert_int_eq(raft_node_propose(s.node, cmd, strlen(cmd),
+						   propose_cb, &p[i]),
+				 RAFT_OK);
+		/* One alone first (a batch of one), then a burst. */
+		if (i == 0) {
+			ck_assert(run_until(&s.loop, flag_set, &p[0].done,
+					    DEADLINE_MS));
+		}
+	}
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	for (int i = 0; i < N; i++) {
+		snprintf(cmd, sizeof(cmd), "c%d", i);
+		ck_assert_int_eq(p[i].status, RAFT_OK);
+		ck_assert_int_eq(p[i].seen_at, i);
+		ck_assert_uint_eq(p[i].value, (uint64_t)i + 1);
+		ck_assert_str_eq(p[i].text, cmd);
+	}
+	ck_assert_uint_ge(s.fsm.on_loop, 1);
+	ck_assert_uint_ge(s.fsm.off_loop, 1);
+	solo_stop(&s);
+	free(p);
 }
 END_TEST
 
@@ -1520,6 +1576,8 @@ static Suite *node_suite(void)
 	tc = tcase_create("fsm");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_proposers_get_their_own_results_in_order);
+	tcase_add_test(tc,
+		       test_small_batches_apply_on_loop_and_large_ones_off_it);
 	tcase_add_test(tc, test_read_after_write_is_ready_at_its_index);
 	tcase_add_test(tc, test_apply_failure_stops_the_node);
 	tcase_add_test(tc, test_node_without_log_hook_is_silent);

@@ -3,7 +3,8 @@
  * A node joins the pure core (raft.h) to a durable log on disk, a TCP
  * transport to its peers, and a state machine the caller supplies. All
  * callbacks run on the loop thread, except struct raft_fsm's apply, which
- * runs on a libuv worker thread (one call at a time, in log order), and
+ * runs on the node's apply thread (one call at a time, in log order; small
+ * batches on the loop thread if fsm->loop_max allows), and
  * fsm->applied, which runs once inside raft_node_start() on the thread that
  * calls it. The loop thread goes on running other callbacks while apply
  * works, so a state machine that the caller also reads on the loop thread
@@ -82,8 +83,9 @@ struct raft_fsm_result {
  * raft_node_start() and after raft_node_close()'s callback. The caller owns
  * the struct; it must stay valid and unchanged until that callback.
  *
- * Threads: apply runs on a libuv worker thread while the loop thread goes
- * on. Proposal and read callbacks, and anything else the caller runs on
+ * Threads: apply runs on the node's own apply thread while the loop thread
+ * goes on (or, for batches of at most loop_max entries, on the loop thread
+ * itself, between other callbacks). Proposal and read callbacks, and anything else the caller runs on
  * the loop, may read the state machine while a later batch is being
  * applied: after raft_node_read() completes, the entries through its index
  * are applied, but apply may already be writing the next ones. The state
@@ -98,9 +100,9 @@ struct raft_fsm {
 	 * raft_node_start() fail with it. */
 	int (*applied)(struct raft_fsm *fsm, raft_index *index);
 	/* Apply entries in order and make them (and the applied index) durable
-	 * as one unit. Runs on a worker thread, one call at a time: the next
-	 * batch starts only after the loop thread has handled the end of this
-	 * one. entries (n >= 1, contiguous, in log order) and their payloads
+	 * as one unit. Runs on the apply thread (or, see loop_max, the loop
+	 * thread), one call at a time, in log order: the next batch may start
+	 * before the loop thread has handled the end of this one. entries (n >= 1, contiguous, in log order) and their payloads
 	 * are the node's and valid only during the call. results has room for
 	 * n and is zeroed before the call; results[i] answers entries[i]. The
 	 * entries include no-ops, which change nothing but the applied index.
@@ -109,6 +111,12 @@ struct raft_fsm {
 	 * batch's results are freed unread. */
 	int (*apply)(struct raft_fsm *fsm, const struct raft_entry *entries,
 		     size_t n, struct raft_fsm_result *results);
+	/* The largest batch (in entries) that apply may be given on the
+	 * loop thread, when nothing else is being applied; 0: never. Set it
+	 * only if apply of that many entries is quick (no sync, no lock held
+	 * by a slow party): while it runs, the node neither ticks nor
+	 * answers its peers. */
+	size_t loop_max;
 	/* Optional; reserved for snapshots, and never called by this version.
 	 * NULL means not supported. */
 	int (*snapshot)(struct raft_fsm *fsm, void **buf, size_t *len);
@@ -349,9 +357,9 @@ RAFT_API void raft_node_close(struct raft_node *n, void (*cb)(void *arg),
  *   a state machine that is read on the loop (after raft_node_read(), in a
  *   proposal callback) must make those reads safe against apply itself.
  * - fsm->applied runs once, inside raft_node_start(), on its caller's
- *   thread; fsm->apply on a libuv worker; every other callback on the loop
- *   thread. apply shares libuv's thread pool (UV_THREADPOOL_SIZE) with the
- *   rest of the program.
+ *   thread; fsm->apply on the node's apply thread (one per node), or on the
+ *   loop thread for batches of at most fsm->loop_max entries; every other
+ *   callback on the loop thread.
  * - A node holds DIR/LOCK with flock(); data directories on file systems
  *   without flock() support (some network file systems) are not protected
  *   against two nodes.

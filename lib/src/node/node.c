@@ -15,9 +15,9 @@
  * with RAFT_ESHUTDOWN; only close is useful. CLOSING: every request failed
  * with RAFT_ESHUTDOWN; waiting for handles.
  *
- * Threads: everything here runs on the loop thread; only fsm->apply runs
- * on a libuv worker (run.c). Nothing is global: any number of nodes may
- * share a process or a loop.
+ * Threads: everything here runs on the loop thread; fsm->apply runs on the
+ * node's apply thread, or on the loop for small batches (run.c). Nothing
+ * is global: any number of nodes may share a process or a loop.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -431,6 +431,10 @@ int raft_node_start(uv_loop_t *loop, const struct raft_node_config *cfg,
 		}
 		n->cluster.fresh = false;
 	}
+	rc = node_applier_start(n);
+	if (rc != RAFT_OK) {
+		goto err_net;
+	}
 	uv_timer_init(loop, &n->ticker);
 	uv_idle_init(loop, &n->kick);
 	n->ticker.data = n;
@@ -588,7 +592,7 @@ void node_close_step(struct raft_node *n)
 	void (*cb)(void *arg) = n->close_cb;
 	void *arg = n->close_arg;
 
-	if (n->close_waits > 0 || n->applying != NULL) {
+	if (n->close_waits > 0) {
 		return;
 	}
 	free_node(n);
@@ -634,12 +638,13 @@ void raft_node_close(struct raft_node *n, void (*cb)(void *arg), void *arg)
 	node_logf(n, RAFT_LOG_INFO, "msg=\"node closing\" id=%llu",
 		  (unsigned long long)n->cfg.id);
 	/* Held by waits until every close below has called back. */
-	n->close_waits = 4;
+	n->close_waits = 5;
 	uv_timer_stop(&n->ticker);
 	uv_idle_stop(&n->kick);
 	uv_close((uv_handle_t *)&n->ticker, handle_closed);
 	uv_close((uv_handle_t *)&n->kick, handle_closed);
 	rnet_close(n->net, net_closed, n);
 	rlog_close(n->log, log_closed, n);
+	node_applier_stop(n, handle_closed);
 	node_fail_pending(n, RAFT_ESHUTDOWN);
 }

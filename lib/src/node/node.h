@@ -3,6 +3,7 @@
 #ifndef LIBRAFT_NODE_INTERNAL_H
 #define LIBRAFT_NODE_INTERNAL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 
 #include "libraft/node.h"
@@ -94,14 +95,35 @@ struct node_persist {
 	struct node_persist *next;
 };
 
-/* One batch of committed entries on the worker thread. */
+/* One batch of committed entries handed to the apply thread. Until the
+ * thread takes it (it is the applier's pending batch), the loop may append
+ * to it under the applier's lock; once taken, only the thread writes
+ * results and rc, and the loop reads them after done is set. */
 struct node_apply {
-	uv_work_t work;
-	struct raft_node *node;
 	struct raft_entry *entries; /* struct copies; payloads are the core's */
-	size_t n;
 	struct raft_fsm_result *results;
+	size_t n, cap;
 	int rc;
+	bool taken; /* under lock: the thread has started applying it */
+	bool done;  /* under lock: the thread has finished it */
+	struct node_apply *next;
+};
+
+/* The node's apply thread and what it shares with the loop (run.c). */
+struct node_applier {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	uv_async_t done_async; /* the thread finished a batch, or exited */
+	uv_close_cb closed_cb; /* for done_async, at close */
+	bool has_async;	       /* started: lock, wake, done_async are set up */
+	bool running;	       /* the thread was started, not yet joined */
+	/* Under lock: */
+	struct node_apply *pending; /* handed over, not yet taken */
+	bool idle;		    /* the thread waits on wake */
+	bool stop;		    /* the thread is to exit */
+	bool failed;		    /* a batch failed: apply nothing more */
+	bool exited;		    /* the thread has returned from its loop */
 };
 
 /* A read id reported by the core, delivered after raft_advance(). */
@@ -148,7 +170,12 @@ struct raft_node {
 	size_t apply_n, apply_cap;
 	raft_index queued;  /* highest index queued or handed to apply */
 	raft_index applied; /* highest index the state machine applied */
-	struct node_apply *applying;
+	struct node_applier ap;
+	struct raft_fsm_result *loop_results; /* for batches applied on the
+						 loop thread */
+	size_t loop_results_cap;
+	struct node_apply *apply_head, *apply_tail; /* handed to the thread,
+						       not yet answered */
 
 	unsigned close_waits; /* handles still closing */
 	void (*close_cb)(void *arg);
@@ -176,11 +203,21 @@ void node_fail_pending(struct raft_node *n, int rc);
 /* Fail reads whose deadline has passed with RAFT_ETIMEDOUT. */
 void node_expire_reads(struct raft_node *n);
 
-/* Hand everything queued to the state machine if no batch is in flight. */
+/* Hand everything queued to the apply thread: appended to the batch it
+ * has not taken yet, or as a new batch. On lack of memory the entries stay
+ * queued and the next tick retries. */
 void node_start_apply(struct raft_node *n);
 
+/* Start the apply thread. Returns RAFT_OK or RAFT_ENOMEM; on failure
+ * nothing is left to stop. */
+int node_applier_start(struct raft_node *n);
+
+/* While closing: ask the apply thread to exit once its current batch is
+ * done; when it has, its handle is closed and handle_cb called. */
+void node_applier_stop(struct raft_node *n, uv_close_cb handle_cb);
+
 /* While closing: free everything and call the close callback once every
- * handle is closed and no apply is in flight. May free n. */
+ * handle is closed and the apply thread has exited. May free n. */
 void node_close_step(struct raft_node *n);
 
 /* Free what the update loop still holds (at close). */

@@ -11,9 +11,15 @@
  *      responding to RPCs");
  *   2. msgs go to rnet_send() at once (a leader writes its own log in
  *      parallel with replication, dissertation 10.2.1);
- *   3. committed entries are queued; one batch at a time runs fsm->apply on
- *      a libuv worker; when it is done, proposals at those indexes are
- *      answered and raft_applied() lets the core release waiting reads;
+ *   3. committed entries are queued and handed to the node's apply thread
+ *      (applier_main): entries committed while it applies a batch are
+ *      appended to the one pending batch, which it takes as soon as it is
+ *      done, without waiting for the loop. A batch of at most
+ *      fsm->loop_max entries, while nothing is in flight on the thread, is
+ *      applied right on the loop instead (no wake-up of the thread and back;
+ *      measured in docs/performance.md). When a batch is done, proposals at
+ *      those indexes are answered and raft_applied() lets the core release
+ *      waiting reads;
  *   4. ready reads are answered after raft_advance(), so that their
  *      callbacks may call back into the node.
  *
@@ -28,7 +34,8 @@
  *   1. proposals are queued by strictly increasing index;
  *   2. n_pending counts the queued proposals and reads;
  *   3. applied <= queued, and the entries not yet applied are exactly
- *      applied + 1 .. queued: the batch in flight first, then apply_q, each
+ *      applied + 1 .. queued: the batches handed to the apply thread
+ *      (apply_head .. apply_tail, done ones first), then apply_q, each
  *      contiguous;
  *   4. while RUNNING, proposals above queued belong to the current term of
  *      a node that leads it.
@@ -401,12 +408,60 @@ static int queue_committed(struct raft_node *n, const struct raft_update *u)
 	return RAFT_OK;
 }
 
-static void apply_work(uv_work_t *work)
+/* The apply thread: takes the pending batch, applies it, marks it done
+ * and wakes the loop; then takes the next pending batch at once, if any,
+ * else sleeps until the loop hands one over. */
+static void *applier_main(void *arg)
 {
-	struct node_apply *a = work->data;
-	struct raft_fsm *fsm = a->node->cfg.fsm;
+	struct raft_node *n = arg;
+	struct node_applier *ap = &n->ap;
+	struct raft_fsm *fsm = n->cfg.fsm;
 
-	a->rc = fsm->apply(fsm, a->entries, a->n, a->results);
+	pthread_mutex_lock(&ap->lock);
+	for (;;) {
+		struct node_apply *a;
+		int rc;
+
+		while (!ap->stop && (ap->pending == NULL || ap->failed)) {
+			ap->idle = true;
+			pthread_cond_wait(&ap->wake, &ap->lock);
+			ap->idle = false;
+		}
+		if (ap->stop) {
+			break;
+		}
+		a = ap->pending;
+		ap->pending = NULL;
+		a->taken = true;
+		pthread_mutex_unlock(&ap->lock);
+
+		rc = fsm->apply(fsm, a->entries, a->n, a->results);
+
+		pthread_mutex_lock(&ap->lock);
+		a->rc = rc;
+		a->done = true;
+		/* Later batches must not be applied past a hole. */
+		ap->failed = rc != RAFT_OK;
+		pthread_mutex_unlock(&ap->lock);
+		uv_async_send(&ap->done_async);
+		pthread_mutex_lock(&ap->lock);
+	}
+	ap->exited = true;
+	pthread_mutex_unlock(&ap->lock);
+	if (ap->has_async) {
+		uv_async_send(&ap->done_async);
+	}
+	return NULL;
+}
+
+static void apply_free(struct node_apply *a)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		free(a->results[i].ptr); /* not taken by a proposer */
+	}
+	free(a->results);
+	free(a->entries);
+	free(a);
 }
 
 /* Answer the proposals at the applied entries. A proposal whose index now
@@ -435,12 +490,8 @@ static void answer_proposals(struct raft_node *n, struct node_apply *a)
 	}
 }
 
-static void apply_done(uv_work_t *work, int status)
+static void apply_done_results(struct raft_node *n, struct node_apply *a)
 {
-	struct node_apply *a = work->data;
-	struct raft_node *n = a->node;
-
-	(void)status; /* the work is never cancelled */
 	if (n->state == NODE_RUNNING) {
 		if (a->rc != RAFT_OK) {
 			node_fail(n, a->rc, "fsm_apply");
@@ -452,44 +503,221 @@ static void apply_done(uv_work_t *work, int status)
 	}
 	for (size_t i = 0; i < a->n; i++) {
 		free(a->results[i].ptr); /* not taken by a proposer */
+		a->results[i].ptr = NULL;
 	}
-	free(a->results);
-	free(a->entries);
-	free(a);
-	n->applying = NULL;
-	if (n->state == NODE_CLOSING) {
-		node_close_step(n); /* may free n */
-	} else {
+}
+
+static void apply_done(struct raft_node *n, struct node_apply *a)
+{
+	apply_done_results(n, a);
+	apply_free(a);
+}
+
+/* Loop thread: the apply thread finished one or more batches, or exited. */
+static void applier_done_cb(uv_async_t *h)
+{
+	struct raft_node *n = h->data;
+	struct node_applier *ap = &n->ap;
+	struct node_apply *done = NULL, *last = NULL;
+	bool exited;
+
+	/* Detach the done batches (a prefix of the list) first: proposal
+	 * callbacks may propose, or close the node. */
+	pthread_mutex_lock(&ap->lock);
+	while (n->apply_head != NULL && n->apply_head->done) {
+		struct node_apply *a = n->apply_head;
+
+		n->apply_head = a->next;
+		a->next = NULL;
+		if (last != NULL) {
+			last->next = a;
+		} else {
+			done = a;
+		}
+		last = a;
+	}
+	if (n->apply_head == NULL) {
+		n->apply_tail = NULL;
+	}
+	exited = ap->exited;
+	pthread_mutex_unlock(&ap->lock);
+
+	while (done != NULL) {
+		struct node_apply *next = done->next;
+
+		apply_done(n, done);
+		done = next;
+	}
+	if (n->state != NODE_CLOSING) {
 		node_kick(n);
+	} else if (exited && ap->running) {
+		pthread_join(ap->thread, NULL);
+		ap->running = false;
+		uv_close((uv_handle_t *)&ap->done_async, ap->closed_cb);
 	}
+}
+
+/* Make room for want entries (and their results) in a. */
+static int apply_reserve(struct node_apply *a, size_t want)
+{
+	size_t cap = a->cap;
+	struct raft_entry *e;
+	struct raft_fsm_result *r;
+
+	if (want <= cap) {
+		return RAFT_OK;
+	}
+	while (cap < want) {
+		cap *= 2;
+	}
+	e = realloc(a->entries, cap * sizeof(*e));
+	if (e == NULL) {
+		return RAFT_ENOMEM;
+	}
+	a->entries = e;
+	r = realloc(a->results, cap * sizeof(*r));
+	if (r == NULL) {
+		return RAFT_ENOMEM;
+	}
+	a->results = r;
+	a->cap = cap;
+	return RAFT_OK;
+}
+
+/* A batch that takes over the apply queue. */
+static struct node_apply *apply_new(struct raft_node *n)
+{
+	struct node_apply *a = calloc(1, sizeof(*a));
+
+	if (a == NULL) {
+		return NULL;
+	}
+	a->results = calloc(n->apply_cap, sizeof(*a->results));
+	if (a->results == NULL) {
+		free(a);
+		return NULL;
+	}
+	a->entries = n->apply_q;
+	a->n = n->apply_n;
+	a->cap = n->apply_cap;
+	n->apply_q = NULL;
+	n->apply_n = n->apply_cap = 0;
+	return a;
+}
+
+/* Apply what is queued right here, on the loop thread: no hand-off to the
+ * apply thread and back (two wake-ups). Only while the thread has nothing
+ * in flight, so that batches stay in log order and the state machine sees
+ * one caller at a time. */
+static void apply_on_loop(struct raft_node *n)
+{
+	struct raft_fsm *fsm = n->cfg.fsm;
+	struct node_apply a = {.entries = n->apply_q, .n = n->apply_n};
+
+	if (n->loop_results_cap < a.n) {
+		struct raft_fsm_result *r =
+		    realloc(n->loop_results, a.n * sizeof(*r));
+
+		if (r == NULL) {
+			return; /* retried at the next tick */
+		}
+		n->loop_results = r;
+		n->loop_results_cap = a.n;
+	}
+	a.results = n->loop_results;
+	memset(a.results, 0, a.n * sizeof(*a.results));
+	/* Callbacks run below; the queue is empty for them. */
+	n->apply_n = 0;
+	a.rc = fsm->apply(fsm, a.entries, a.n, a.results);
+	apply_done_results(n, &a);
+	node_kick(n);
 }
 
 void node_start_apply(struct raft_node *n)
 {
+	struct node_applier *ap = &n->ap;
 	struct node_apply *a;
 
-	if (n->applying != NULL || n->apply_n == 0 ||
-	    n->state != NODE_RUNNING) {
+	if (n->apply_n == 0 || n->state != NODE_RUNNING) {
 		return;
 	}
-	a = calloc(1, sizeof(*a));
-	if (a == NULL) {
-		return; /* retried at the next tick */
-	}
-	a->results = calloc(n->apply_n, sizeof(*a->results));
-	if (a->results == NULL) {
-		free(a);
+	if (n->apply_head == NULL && n->apply_n <= n->cfg.fsm->loop_max) {
+		apply_on_loop(n);
 		return;
 	}
-	a->node = n;
-	a->work.data = a;
-	a->entries = n->apply_q;
-	a->n = n->apply_n;
-	n->apply_q = NULL;
-	n->apply_n = n->apply_cap = 0;
-	n->applying = a;
-	/* uv_queue_work() fails only for a NULL work_cb. */
-	uv_queue_work(n->loop, &a->work, apply_work, apply_done);
+	pthread_mutex_lock(&ap->lock);
+	a = ap->pending;
+	if (a != NULL) {
+		/* Not taken yet: it grows, and stays one transaction. */
+		if (apply_reserve(a, a->n + n->apply_n) == RAFT_OK) {
+			memcpy(a->entries + a->n, n->apply_q,
+			       n->apply_n * sizeof(*a->entries));
+			memset(a->results + a->n, 0,
+			       n->apply_n * sizeof(*a->results));
+			a->n += n->apply_n;
+			n->apply_n = 0;
+		}
+	} else if ((a = apply_new(n)) != NULL) {
+		if (n->apply_tail != NULL) {
+			n->apply_tail->next = a;
+		} else {
+			n->apply_head = a;
+		}
+		n->apply_tail = a;
+		ap->pending = a;
+		if (ap->idle) {
+			pthread_cond_signal(&ap->wake);
+		}
+	}
+	pthread_mutex_unlock(&ap->lock);
+}
+
+int node_applier_start(struct raft_node *n)
+{
+	struct node_applier *ap = &n->ap;
+	int rc = RAFT_ENOMEM;
+
+	if (pthread_mutex_init(&ap->lock, NULL) != 0) {
+		return rc;
+	}
+	if (pthread_cond_init(&ap->wake, NULL) != 0) {
+		goto err_lock;
+	}
+	if (pthread_create(&ap->thread, NULL, applier_main, n) != 0) {
+		goto err_cond;
+	}
+	/* The thread touches the handle only once handed a batch or told to
+	 * stop after this succeeded. */
+	if (uv_async_init(n->loop, &ap->done_async, applier_done_cb) != 0) {
+		goto err_thread;
+	}
+	ap->done_async.data = n;
+	ap->has_async = true;
+	ap->running = true;
+	return RAFT_OK;
+
+err_thread:
+	pthread_mutex_lock(&ap->lock);
+	ap->stop = true;
+	pthread_cond_signal(&ap->wake);
+	pthread_mutex_unlock(&ap->lock);
+	pthread_join(ap->thread, NULL);
+err_cond:
+	pthread_cond_destroy(&ap->wake);
+err_lock:
+	pthread_mutex_destroy(&ap->lock);
+	return rc;
+}
+
+void node_applier_stop(struct raft_node *n, uv_close_cb handle_cb)
+{
+	struct node_applier *ap = &n->ap;
+
+	ap->closed_cb = handle_cb;
+	pthread_mutex_lock(&ap->lock);
+	ap->stop = true;
+	pthread_cond_signal(&ap->wake);
+	pthread_mutex_unlock(&ap->lock);
 }
 
 /* The loop */
@@ -566,9 +794,10 @@ static bool node_invariants(const struct raft_node *n)
 	if (count != n->n_pending) {
 		return false; /* 2 */
 	}
-	if (n->applying != NULL) {
-		for (size_t i = 0; i < n->applying->n; i++) {
-			if (n->applying->entries[i].index != next++) {
+	for (const struct node_apply *a = n->apply_head; a != NULL;
+	     a = a->next) {
+		for (size_t i = 0; i < a->n; i++) {
+			if (a->entries[i].index != next++) {
 				return false; /* 3 */
 			}
 		}
@@ -673,8 +902,23 @@ void node_run_free(struct raft_node *n)
 		persist_free(p);
 	}
 	n->persist_tail = NULL;
+	/* The apply thread has exited: what it never took is freed here. */
+	while (n->apply_head != NULL) {
+		struct node_apply *a = n->apply_head;
+
+		n->apply_head = a->next;
+		apply_free(a);
+	}
+	n->apply_tail = NULL;
+	if (n->ap.has_async) {
+		pthread_cond_destroy(&n->ap.wake);
+		pthread_mutex_destroy(&n->ap.lock);
+		n->ap.has_async = false;
+	}
 	free(n->apply_q);
+	free(n->loop_results);
 	free(n->rdone);
 	n->apply_q = NULL;
+	n->loop_results = NULL;
 	n->rdone = NULL;
 }
