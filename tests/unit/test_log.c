@@ -1700,8 +1700,8 @@ static Suite *log_suite(void)
 	tc = add_case(s, "direct", 30);
 	tcase_add_test(
 	    tc, test_direct_writes_interleave_with_the_worker_and_read_back);
-	tcase_add_test(tc,
-		       test_failed_direct_write_fails_requests_and_stays_failed);
+	tcase_add_test(
+	    tc, test_failed_direct_write_fails_requests_and_stays_failed);
 	tcase_add_test(tc, test_refused_direct_write_goes_through_the_worker);
 	return s;
 }

@@ -85,12 +85,12 @@ struct raft_fsm_result {
  *
  * Threads: apply runs on the node's own apply thread while the loop thread
  * goes on (or, for batches of at most loop_max entries, on the loop thread
- * itself, between other callbacks). Proposal and read callbacks, and anything else the caller runs on
- * the loop, may read the state machine while a later batch is being
- * applied: after raft_node_read() completes, the entries through its index
- * are applied, but apply may already be writing the next ones. The state
- * machine must make its own reads safe against a concurrent apply (a
- * read transaction, a lock); the node takes no lock around apply. */
+ * itself, between other callbacks). Proposal and read callbacks, and anything
+ * else the caller runs on the loop, may read the state machine while a later
+ * batch is being applied: after raft_node_read() completes, the entries through
+ * its index are applied, but apply may already be writing the next ones. The
+ * state machine must make its own reads safe against a concurrent apply (a read
+ * transaction, a lock); the node takes no lock around apply. */
 struct raft_fsm {
 	void *data; /* the state machine's own; the node never touches it */
 	/* Store in *index the index of the last entry durably applied (0 for
@@ -102,13 +102,14 @@ struct raft_fsm {
 	/* Apply entries in order and make them (and the applied index) durable
 	 * as one unit. Runs on the apply thread (or, see loop_max, the loop
 	 * thread), one call at a time, in log order: the next batch may start
-	 * before the loop thread has handled the end of this one. entries (n >= 1, contiguous, in log order) and their payloads
-	 * are the node's and valid only during the call. results has room for
-	 * n and is zeroed before the call; results[i] answers entries[i]. The
-	 * entries include no-ops, which change nothing but the applied index.
-	 * A non-zero return (a raft_error code) stops the node (fail-stop):
-	 * RAFT_ENOSPC is reported as such, any other code as RAFT_EIO, and the
-	 * batch's results are freed unread. */
+	 * before the loop thread has handled the end of this one. entries (n >=
+	 * 1, contiguous, in log order) and their payloads are the node's and
+	 * valid only during the call. results has room for n and is zeroed
+	 * before the call; results[i] answers entries[i]. The entries include
+	 * no-ops, which change nothing but the applied index. A non-zero return
+	 * (a raft_error code) stops the node (fail-stop): RAFT_ENOSPC is
+	 * reported as such, any other code as RAFT_EIO, and the batch's results
+	 * are freed unread. */
 	int (*apply)(struct raft_fsm *fsm, const struct raft_entry *entries,
 		     size_t n, struct raft_fsm_result *results);
 	/* The largest batch (in entries) that apply may be given on the
@@ -177,13 +178,13 @@ struct raft_node_config {
 				     RAFT_ETIMEDOUT; default 5000 */
 	uint64_t seed;		  /* election jitter; 0: from id and time */
 	bool no_sync;		  /* unsafe: skip fdatasync (benchmarks only) */
-	bool no_direct_io; /* write the log through its worker thread only,
-			      never with O_DIRECT from the loop thread:
-			      for fault injection that intercepts write and
-			      fdatasync calls (slower; as durable) */
-	struct raft_fsm *fsm;	  /* required; the caller owns it */
-	raft_log_fn log;	    /* optional log hook; NULL: silent */
-	void *log_data;		    /* passed to log as data */
+	bool no_direct_io;    /* write the log through its worker thread only,
+				 never with O_DIRECT from the loop thread:
+				 for fault injection that intercepts write and
+				 fdatasync calls (slower; as durable) */
+	struct raft_fsm *fsm; /* required; the caller owns it */
+	raft_log_fn log;      /* optional log hook; NULL: silent */
+	void *log_data;	      /* passed to log as data */
 	raft_node_failed_fn failed; /* optional */
 	void *failed_data;	    /* passed to failed as data */
 };
@@ -307,11 +308,12 @@ struct raft_node_status {
 	raft_id leader;				/* 0 when unknown */
 	char leader_client_addr[RAFT_ADDR_MAX]; /* "" when unknown */
 	raft_index commit;			/* commit index known here */
-	raft_index applied; /* applied by the state machine on this node */
-	raft_index last_index;			/* last entry in the log */
+	raft_index applied;    /* applied by the state machine on this node */
+	raft_index last_index; /* last entry in the log */
 	bool failed;	/* stopped after a storage or state machine failure */
 	size_t n_peers; /* every member, this node included */
-	struct raft_node_peer_status peers[RAFT_MAX_PEERS]; /* in stored order */
+	struct raft_node_peer_status
+	    peers[RAFT_MAX_PEERS]; /* in stored order */
 };
 
 /* Fill st (the caller's) on the loop thread. Returns RAFT_OK (also after a

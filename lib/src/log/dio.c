@@ -111,9 +111,8 @@ void rlog_dio_refresh(struct rlog *l)
 		p->dev = (uint64_t)st.st_dev;
 	}
 	blk = align_down(l, l->tail);
-	if (l->tail > blk &&
-	    pread(l->fd, p->tail_blk, l->tail - blk, (off_t)blk) !=
-		(ssize_t)(l->tail - blk))
+	if (l->tail > blk && pread(l->fd, p->tail_blk, l->tail - blk,
+				   (off_t)blk) != (ssize_t)(l->tail - blk))
 		return;
 	hole = lseek(l->fd, (off_t)blk, SEEK_HOLE);
 	if (hole < 0)
@@ -121,8 +120,8 @@ void rlog_dio_refresh(struct rlog *l)
 	/* Clean after the worker's sync; dropping them lets RWF_NOWAIT
 	 * through. */
 	posix_fadvise(l->fd, (off_t)blk, 0, POSIX_FADV_DONTNEED);
-	p->limit = (uint64_t)hole < l->seg_alloc ? (uint64_t)hole
-						   : l->seg_alloc;
+	p->limit =
+	    (uint64_t)hole < l->seg_alloc ? (uint64_t)hole : l->seg_alloc;
 }
 
 /* Complete every request of the chain head with rc, in order. */
@@ -147,13 +146,13 @@ static raft_index req_first(const struct rlog_req *r)
 
 /* req may go out as a direct write that starts at tail with next as its
  * first index, after used bytes of this write. */
-static bool fits(const struct rlog *l, const struct rlog_req *r,
-		 uint64_t tail, raft_index next, size_t used)
+static bool fits(const struct rlog *l, const struct rlog_req *r, uint64_t tail,
+		 raft_index next, size_t used)
 {
 	uint64_t head = tail - align_down(l, l->tail);
 
-	return !r->set_hard_state && r->n_entries > 0 &&
-	       req_first(r) == next && tail + r->buf_len <= l->seg_alloc &&
+	return !r->set_hard_state && r->n_entries > 0 && req_first(r) == next &&
+	       tail + r->buf_len <= l->seg_alloc &&
 	       align_up(l, tail + r->buf_len) <= l->dio_pos.limit &&
 	       head + used + r->buf_len <= RLOG_DIO_MAX;
 }
@@ -259,8 +258,7 @@ void rlog_dio_dispatch(struct rlog *l)
 		uv_mutex_lock(&l->mu);
 		failed = l->failed;
 		uv_mutex_unlock(&l->mu);
-		if (failed == RAFT_OK && direct_allowed(l) &&
-		    submit_direct(l))
+		if (failed == RAFT_OK && direct_allowed(l) && submit_direct(l))
 			return;
 		if (l->dio_ready)
 			l->dio_fallbacks++;

@@ -84,9 +84,9 @@ struct rlog {
 	struct rlog_req *pend_head, *pend_tail; /* loop: no path chosen yet */
 	struct rlog_req *dio_head;		/* loop: the direct write */
 	size_t dio_bytes;			/* record bytes it appends */
-	bool dio_handle;     /* dio_poll is initialised */
-	bool dio_ready;	     /* direct writes work here */
-	bool in_callbacks;   /* loop: running completions */
+	bool dio_handle;			/* dio_poll is initialised */
+	bool dio_ready;				/* direct writes work here */
+	bool in_callbacks;			/* loop: running completions */
 	bool stop_when_idle; /* loop: rlog_close() waits for the queue */
 	aio_context_t aio;
 	int efd;
@@ -95,11 +95,11 @@ struct rlog {
 	size_t dio_align;
 	unsigned long dio_writes, dio_fallbacks; /* for benchmarks */
 	struct rlog_dio_pos {
-		int fd;		    /* O_DIRECT descriptor, or -1 */
-		uint64_t ino, dev;  /* of the file fd refers to */
-		raft_index first;   /* and its name */
-		uint64_t limit;	    /* blocks below this are written */
-		uint8_t *tail_blk;  /* bytes from align_down(tail) to tail */
+		int fd;		   /* O_DIRECT descriptor, or -1 */
+		uint64_t ino, dev; /* of the file fd refers to */
+		raft_index first;  /* and its name */
+		uint64_t limit;	   /* blocks below this are written */
+		uint8_t *tail_blk; /* bytes from align_down(tail) to tail */
 	} dio_pos;
 };
 

@@ -123,9 +123,9 @@ static int write_all(int fd, struct iovec *iov, int n, uint64_t off)
  * The header is durable before the name is, so a segment file with its
  * final name always has its header. On failure fd is closed and tmp
  * removed. */
-static int seg_install(struct rlog *l, int fd, const char *tmp,
-		       uint64_t size, raft_index first, bool data_only,
-		       char *errmsg, size_t errlen)
+static int seg_install(struct rlog *l, int fd, const char *tmp, uint64_t size,
+		       raft_index first, bool data_only, char *errmsg,
+		       size_t errlen)
 {
 	char name[RLOG_SEG_NAME_LEN];
 	uint8_t hdr[RLOG_SEG_HDR];
@@ -182,7 +182,8 @@ static int zero_fill(int fd, uint64_t size)
 		return -1;
 	}
 	while (rc == 0 && off < size) {
-		struct iovec iov = {zeros, size - off < STEP ? size - off : STEP};
+		struct iovec iov = {zeros,
+				    size - off < STEP ? size - off : STEP};
 		rc = write_all(fd, &iov, 1, off);
 		off += iov.iov_len;
 	}
