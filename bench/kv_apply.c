@@ -28,9 +28,9 @@ struct mode {
 };
 
 static const struct mode modes[] = {
-    {"sync", false, false, "node default: durable on return"},
+    {"sync", false, false, "kvsm default: durable on return"},
     {"nometasync", false, true, "one sync per batch"},
-    {"nosync", true, false, "no sync"},
+    {"nosync", true, false, "no sync: what kvd runs, ADR 0007"},
 };
 
 static const size_t batch_sizes[] = {1, 64, 1024};
