@@ -28,6 +28,7 @@ enum kvctl_exit {
 
 struct kvctl_opts {
 	const char *endpoints;
+	const char *endpoints_from; /* "--endpoints" or "KVCTL_ENDPOINTS" */
 	unsigned timeout_ms;
 	bool json;
 	bool serializable;
@@ -408,12 +409,13 @@ static int run(const struct kvctl_opts *o, const char *cmd, char **args)
 
 	if (cli_list_split(o->endpoints, KV_CLIENT_MAX_ENDPOINTS, &eps, err,
 			   sizeof(err)) != 0) {
-		fprintf(stderr, "kvctl: --endpoints %s\n", err);
+		fprintf(stderr, "kvctl: %s %s\n", o->endpoints_from, err);
 		return EXIT_USAGE;
 	}
 	for (size_t i = 0; i < eps.n; i++) {
 		if (cli_check_endpoint(eps.items[i], err, sizeof(err)) != 0) {
-			fprintf(stderr, "kvctl: --endpoints %s\n", err);
+			fprintf(stderr, "kvctl: %s %s\n", o->endpoints_from,
+				err);
 			cli_list_free(&eps);
 			return EXIT_USAGE;
 		}
@@ -461,14 +463,18 @@ int main(int argc, char **argv)
 	int c, arity;
 
 	o.endpoints = getenv("KVCTL_ENDPOINTS");
-	if (o.endpoints == NULL || o.endpoints[0] == '\0')
+	o.endpoints_from = "KVCTL_ENDPOINTS";
+	if (o.endpoints == NULL || o.endpoints[0] == '\0') {
 		o.endpoints = CLI_DEFAULT_ENDPOINTS;
+		o.endpoints_from = "--endpoints";
+	}
 	o.timeout_ms = 5000;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (c) {
 		case OPT_ENDPOINTS:
 			o.endpoints = optarg;
+			o.endpoints_from = "--endpoints";
 			break;
 		case OPT_TIMEOUT:
 			if (cli_parse_duration_ms(optarg, &o.timeout_ms) != 0) {

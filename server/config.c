@@ -273,8 +273,8 @@ static int set_no_sync(struct kvd_config *cfg, const char *val, char *err,
 	return 0;
 }
 
-static int set_no_direct_io(struct kvd_config *cfg, const char *val,
-			    char *err, size_t errlen)
+static int set_no_direct_io(struct kvd_config *cfg, const char *val, char *err,
+			    size_t errlen)
 {
 	if (val == NULL) {
 		cfg->no_direct_io = true;
@@ -496,8 +496,8 @@ static void build_longopts(struct option *o)
 
 	for (i = 0; i < N_KEYS; i++) {
 		o[i].name = keys[i].name;
-		o[i].has_arg =
-		    keys[i].metavar != NULL ? required_argument : no_argument;
+		o[i].has_arg = keys[i].metavar != NULL ? required_argument
+						       : optional_argument;
 		o[i].flag = NULL;
 		o[i].val = KEY_BASE + (int)i;
 	}

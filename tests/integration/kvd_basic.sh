@@ -36,6 +36,8 @@ check_rc "kvctl --endpoints with an empty port exits 2" 2 \
 	"$KVCTL" --endpoints 127.0.0.1: get k
 check_rc "kvctl --endpoints with an empty host exits 2" 2 \
 	"$KVCTL" --endpoints :6001 get k
+check "a bad KVCTL_ENDPOINTS is named as such, not as --endpoints" \
+	bash -c 'KVCTL_ENDPOINTS=garbage "$1" get k 2>&1 | grep -q "^kvctl: KVCTL_ENDPOINTS '"'"'garbage'"'"'"' _ "$KVCTL"
 check_rc "kvctl --serializable put exits 2" 2 "$KVCTL" --serializable put k v
 check_rc "kvctl --serializable del exits 2" 2 "$KVCTL" --serializable del k
 check "kvctl --help says exit 5 covers the client's own checks" \

@@ -44,6 +44,12 @@ check "--heartbeat-ticks 20 (above the default election) is a flag error" \
 	--peers "$IT_PEERS" --heartbeat-ticks 20
 check "... and neither opened a data directory" [ ! -e "$IT_TMP/x" ]
 
+# A switch given a value takes true or false only, and says so.
+check "--no-direct-io=maybe is a flag error naming the values" \
+	kvd_says 2 "kvd: --no-direct-io: 'maybe': want true or false" \
+	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
+	--peers "$IT_PEERS" --no-direct-io=maybe
+
 # Member lists that cannot work are refused before anything is stored.
 check "two members on one address are refused" \
 	kvd_says 2 "same address 127.0.0.1:23401" \

@@ -1623,7 +1623,7 @@ START_TEST(test_refused_direct_write_goes_through_the_worker)
 		ck_assert_int_eq(p[i].order, i);
 	}
 	if (direct_io_supported(f.dir))
-		ck_assert_uint_ge(f.log->dio_fallbacks, 20);
+		ck_assert_uint_ge(f.log->worker_batches, 20);
 	rlog_io = rlog_io_default;
 	ck_assert_int_eq(fx_append(&f, 29, 2, 1), RAFT_OK);
 	fx_close(&f);

@@ -260,8 +260,7 @@ void rlog_dio_dispatch(struct rlog *l)
 		uv_mutex_unlock(&l->mu);
 		if (failed == RAFT_OK && direct_allowed(l) && submit_direct(l))
 			return;
-		if (l->dio_ready)
-			l->dio_fallbacks++;
+		l->worker_batches++;
 		head = l->pend_head;
 		l->pend_head = l->pend_tail = NULL;
 		rlog_to_worker(l, head);
@@ -304,7 +303,7 @@ static void dio_poll_cb(uv_poll_t *h, int status, int events)
 			last = last->next;
 		last->next = l->pend_head;
 		l->pend_head = l->pend_tail = NULL;
-		l->dio_fallbacks++;
+		l->worker_batches++;
 		rlog_to_worker(l, done);
 		return;
 	}

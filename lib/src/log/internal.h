@@ -93,7 +93,7 @@ struct rlog {
 	uv_poll_t dio_poll;
 	uint8_t *dio_buf; /* aligned, RLOG_DIO_MAX + 2 blocks */
 	size_t dio_align;
-	unsigned long dio_writes, dio_fallbacks; /* for benchmarks */
+	unsigned long dio_writes, worker_batches; /* for benchmarks */
 	struct rlog_dio_pos {
 		int fd;		   /* O_DIRECT descriptor, or -1 */
 		uint64_t ino, dev; /* of the file fd refers to */
