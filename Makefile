@@ -81,7 +81,7 @@ PROGRAMS += $(BUILD)/bin/kvbench
 endif
 
 .PHONY: kvd-bugs
-.PHONY: all deps check check-asan test sim cluster cluster-stop cluster-wipe \
+.PHONY: all deps check check-asan check-tsan test sim cluster cluster-stop cluster-wipe \
 	install uninstall fmt clean bench docs tests bench-kv bench-log \
 	bench-node bench-core mutants bench-compare
 .DEFAULT_GOAL := all
@@ -157,6 +157,20 @@ check:
 	@scripts/deps.sh
 	@$(MAKE) --no-print-directory $(PARJOBS) tests
 	@BUILD=$(BUILD) tests/run.sh
+
+# The suites with threads of their own (the log's worker, direct writes,
+# the apply thread) under ThreadSanitizer; a report fails the run.
+TSAN_TESTS := test_log test_node
+check-tsan:
+	@scripts/deps.sh
+	@$(MAKE) --no-print-directory BUILD=build-tsan OPT=-O1 \
+		SANFLAGS=-fsanitize=thread $(TSAN_TESTS:%=build-tsan/tests/%)
+	@for t in $(TSAN_TESTS); do \
+		CK_FORK=no TSAN_OPTIONS=halt_on_error=1 build-tsan/tests/$$t \
+			>build-tsan/$$t.log 2>&1 && echo "tsan/$$t ok" || \
+			{ echo "tsan/$$t FAILED (build-tsan/$$t.log)"; \
+			tail -40 build-tsan/$$t.log; exit 1; }; \
+	done
 
 check-asan:
 	@scripts/deps.sh
@@ -299,6 +313,6 @@ bench-log: $(BUILD)/bench/log_bench
 	$(BUILD)/bench/log_bench $(BENCH_DIR) $(BENCH_SECONDS)
 
 clean:
-	rm -rf build build-asan build-bug-local-reads build-bug-early-ack build-faults
+	rm -rf build build-asan build-tsan build-bug-local-reads build-bug-early-ack build-faults
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
