@@ -426,10 +426,11 @@ static int run(const struct kvctl_opts *o, const char *cmd, char **args)
 	cfg.timeout_ms = o->timeout_ms;
 	if (cfg.connect_timeout_ms > o->timeout_ms)
 		cfg.connect_timeout_ms = o->timeout_ms;
-	if (kv_client_sync_open(&cfg, &s, err, sizeof(err)) != RAFT_OK) {
+	code = kv_client_sync_open(&cfg, &s, err, sizeof(err));
+	if (code != RAFT_OK) {
 		fprintf(stderr, "kvctl: %s\n", err);
 		cli_list_free(&eps);
-		return EXIT_USAGE;
+		return code == RAFT_EUNAVAIL ? EXIT_UNAVAILABLE : EXIT_USAGE;
 	}
 	if (strcmp(cmd, "status") != 0 && strlen(args[0]) > KV_MAX_KEY)
 		code = local_reject(o, cmd, "key", strlen(args[0]), KV_MAX_KEY);

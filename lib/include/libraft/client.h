@@ -167,8 +167,9 @@ struct kv_client;
  * is the caller's until kv_client_close(). loop, cfg and out must not be
  * NULL; errmsg is a buffer of errlen bytes (NULL only with errlen 0).
  * Returns RAFT_OK and *out, or RAFT_EINVAL (no endpoint, too many, or one
- * that is not host:port or does not resolve; errmsg says which) or
- * RAFT_ENOMEM; *out is untouched on error. */
+ * that is not host:port or whose name does not exist; errmsg says which),
+ * RAFT_EUNAVAIL (the name service could not answer now: try again later)
+ * or RAFT_ENOMEM; *out is untouched on error. */
 RAFT_API int kv_client_new(uv_loop_t *loop, const struct kv_client_config *cfg,
 			   struct kv_client **out, char *errmsg, size_t errlen);
 

@@ -300,7 +300,12 @@ static int endpoint_parse(const char *s, struct kvc_endpoint *ep, char *errmsg,
 	if (rv != 0) {
 		snprintf(errmsg, errlen, "endpoint '%s': %s", s,
 			 gai_strerror(rv));
-		return RAFT_EINVAL;
+		/* A name that does not exist is the caller's mistake; a name
+		 * service that cannot answer now is an outage. */
+		return rv == EAI_AGAIN || rv == EAI_FAIL || rv == EAI_SYSTEM ||
+			       rv == EAI_MEMORY
+			   ? RAFT_EUNAVAIL
+			   : RAFT_EINVAL;
 	}
 	memcpy(&ep->addr, ai->ai_addr, ai->ai_addrlen);
 	freeaddrinfo(ai);
