@@ -146,12 +146,20 @@ struct kvc_conn {
 	struct rframe_reader reader;
 	struct kvc_link queued; /* waiting for the connect */
 	struct kvc_link sent;	/* written, waiting for an answer */
+	/* Frames sent since the last turn of the loop, written together by
+	 * the client's flusher before the loop next waits. */
+	struct kvc_frame **out;
+	size_t n_out, out_cap;
+	struct kvc_conn *dirty_next; /* on the client's dirty list */
+	bool dirty;
 };
 
+/* One write of n frames. */
 struct kvc_write {
 	uv_write_t req;
-	struct kvc_frame *frame;
 	struct kvc_conn *conn;
+	size_t n;
+	struct kvc_frame *frames[];
 };
 
 struct kvc_endpoint {
@@ -177,6 +185,8 @@ struct kv_client {
 
 	uv_timer_t retry_timer;
 	uv_timer_t deadline_timer;
+	uv_prepare_t flusher;	 /* writes the dirty connections' frames */
+	struct kvc_conn *dirty; /* connections with frames to write */
 	unsigned open_handles;
 	struct kvc_link waiting; /* routed while backing off */
 	struct kvc_link all;	 /* every live request, by deadline */
@@ -418,6 +428,19 @@ static void conn_close(struct kvc_conn *conn)
 		return;
 	assert(link_empty(&conn->queued) && link_empty(&conn->sent));
 	conn->state = KVC_CLOSING;
+	if (conn->dirty) {
+		struct kvc_conn **pp = &c->dirty;
+
+		while (*pp != conn)
+			pp = &(*pp)->dirty_next;
+		*pp = conn->dirty_next;
+		conn->dirty = false;
+	}
+	for (size_t i = 0; i < conn->n_out; i++)
+		frame_unref(conn->out[i]);
+	free(conn->out);
+	conn->out = NULL;
+	conn->n_out = conn->out_cap = 0;
 	if (c->conns[conn->ep] == conn)
 		c->conns[conn->ep] = NULL;
 	uv_close((uv_handle_t *)&conn->tcp, conn_closed_cb);
@@ -429,7 +452,8 @@ static void write_cb(uv_write_t *w, int status)
 	struct kvc_write *wr = w->data;
 	struct kvc_conn *conn = wr->conn;
 
-	frame_unref(wr->frame);
+	for (size_t i = 0; i < wr->n; i++)
+		frame_unref(wr->frames[i]);
 	free(wr);
 	if (status < 0 && status != UV_ECANCELED && conn->state == KVC_OPEN)
 		conn_fail(conn, RAFT_ELEADERLOST, "write to %s: %s",
@@ -437,33 +461,86 @@ static void write_cb(uv_write_t *w, int status)
 			  uv_strerror(status));
 }
 
-/* Write req on an open connection and move it to the sent list. */
-static void conn_send(struct kvc_conn *conn, struct kvc_req *req)
+/* Write every frame conn gathered since the last turn in one write. */
+static void conn_flush(struct kvc_conn *conn)
 {
-	struct kvc_write *wr = malloc(sizeof(*wr));
-	uv_buf_t buf;
-	int rv;
+	size_t n = conn->n_out;
+	struct kvc_write *wr;
+	uv_buf_t bufs[64], *buf = bufs;
+	int rv = UV_ENOMEM;
 
-	link_remove(&req->pos);
-	req->conn = conn;
-	if (wr == NULL) {
-		req_fail(req, RAFT_ENOMEM, false, "out of memory");
+	if (n == 0 || conn->state != KVC_OPEN)
 		return;
+	wr = malloc(sizeof(*wr) + n * sizeof(wr->frames[0]));
+	if (n > sizeof(bufs) / sizeof(bufs[0]))
+		buf = malloc(n * sizeof(*buf));
+	if (wr != NULL && buf != NULL) {
+		wr->req.data = wr;
+		wr->conn = conn;
+		wr->n = n;
+		for (size_t i = 0; i < n; i++) {
+			wr->frames[i] = conn->out[i];
+			buf[i] = uv_buf_init((char *)conn->out[i]->data,
+					     (unsigned)conn->out[i]->len);
+		}
+		rv = uv_write(&wr->req, (uv_stream_t *)&conn->tcp, buf,
+			      (unsigned)n, write_cb);
 	}
-	wr->frame = req->frame;
-	wr->frame->refs++;
-	wr->conn = conn;
-	wr->req.data = wr;
-	buf = uv_buf_init((char *)req->frame->data, (unsigned)req->frame->len);
-	rv = uv_write(&wr->req, (uv_stream_t *)&conn->tcp, &buf, 1, write_cb);
+	if (buf != bufs)
+		free(buf);
 	if (rv != 0) {
-		/* Nothing left: the write was refused before any byte. */
-		frame_unref(wr->frame);
 		free(wr);
-		link_append(&conn->queued, &req->pos);
 		conn_fail(conn, RAFT_EUNAVAIL, "write to %s: %s",
 			  conn->client->eps[conn->ep].name, uv_strerror(rv));
 		return;
+	}
+	conn->n_out = 0; /* the write holds the references now */
+}
+
+/* Once per loop turn, before the loop waits for I/O: one write per
+ * connection for every request sent since the last turn. */
+static void flusher_cb(uv_prepare_t *p)
+{
+	struct kv_client *c = p->data;
+
+	while (c->dirty != NULL) {
+		struct kvc_conn *conn = c->dirty;
+
+		c->dirty = conn->dirty_next;
+		conn->dirty_next = NULL;
+		conn->dirty = false;
+		conn_flush(conn);
+	}
+	uv_prepare_stop(p);
+}
+
+/* Send req on an open connection: its frame joins the connection's next
+ * write, and req moves to the sent list. */
+static void conn_send(struct kvc_conn *conn, struct kvc_req *req)
+{
+	struct kv_client *c = conn->client;
+
+	link_remove(&req->pos);
+	req->conn = conn;
+	if (conn->n_out == conn->out_cap) {
+		size_t cap = conn->out_cap ? 2 * conn->out_cap : 16;
+		struct kvc_frame **out =
+		    realloc(conn->out, cap * sizeof(*out));
+
+		if (out == NULL) {
+			req_fail(req, RAFT_ENOMEM, false, "out of memory");
+			return;
+		}
+		conn->out = out;
+		conn->out_cap = cap;
+	}
+	conn->out[conn->n_out++] = req->frame;
+	req->frame->refs++;
+	if (!conn->dirty) {
+		conn->dirty = true;
+		conn->dirty_next = c->dirty;
+		c->dirty = conn;
+		uv_prepare_start(&c->flusher, flusher_cb);
 	}
 	req->state = KVC_REQ_SENT;
 	link_append(&conn->sent, &req->pos);
@@ -911,9 +988,11 @@ int kv_client_new(uv_loop_t *loop, const struct kv_client_config *cfg,
 	link_init(&c->all);
 	uv_timer_init(loop, &c->retry_timer);
 	uv_timer_init(loop, &c->deadline_timer);
+	uv_prepare_init(loop, &c->flusher);
 	c->retry_timer.data = c;
 	c->deadline_timer.data = c;
-	c->open_handles = 2;
+	c->flusher.data = c;
+	c->open_handles = 3;
 	*out = c;
 	return RAFT_OK;
 }
@@ -950,6 +1029,7 @@ void kv_client_close(struct kv_client *c, void (*cb)(void *arg), void *arg)
 			conn_close(c->conns[i]);
 	uv_close((uv_handle_t *)&c->retry_timer, client_timer_closed_cb);
 	uv_close((uv_handle_t *)&c->deadline_timer, client_timer_closed_cb);
+	uv_close((uv_handle_t *)&c->flusher, client_timer_closed_cb);
 }
 
 /* Encode m, create the request and route it. */
