@@ -3,15 +3,24 @@
  *
  * The life of a request:
  *
- *     put/del: encode the command (kvsm_encode_*) --> raft_node_propose()
- *              --> applied by kvsm_apply() on the apply thread
- *              --> write_done():
+ *     put: sizes checked as the apply checks them, encode the command
+ *              (kvsm_encode_put) --> raft_node_propose_commit()
+ *              --> committed --> write_done(): RAFT_OK or the node's error
+ *              goes to the caller; kvsm_apply() follows on the apply
+ *              thread. Only its sizes or a full map can make the apply
+ *              refuse a put: the sizes are checked first, and a put is
+ *              answered this way only while the map has room for it and
+ *              for every put answered before it (room_for()); otherwise
+ *              it goes as a delete does, and a full map fails it with
+ *              RAFT_ENOSPC.
+ *     del:     encode --> raft_node_propose() --> applied --> write_done():
  *              the command's own result (RAFT_OK, RAFT_ENOTFOUND) or the
  *              node's error goes to the caller.
  *     get, linearizable: raft_node_read() --> read_ready(): this node has
  *              applied through the read index --> kvsm_get() --> caller.
- *     get, serializable: queued; the deferred timer runs kvsm_get() on the
- *              next loop iteration --> caller.
+ *     get, serializable: queued until this node has applied every put it
+ *              has answered (acked), then the deferred timer runs
+ *              kvsm_get() on the next loop iteration --> caller.
  *
  * Durability: LMDB is not synced per batch (docs/adr/0007). The Raft log,
  * synced before any entry counts as stored, is the durable record; after a
@@ -41,14 +50,27 @@ struct kv_get {
 	kv_read_cb cb;
 	void *arg;
 	struct kv_get *next; /* deferred queue */
+	raft_index need;     /* serializable: answer once applied reaches it */
 	size_t klen;
 	char key[]; /* klen bytes */
 };
 
 struct kv_put {
+	struct kv_store *store;
 	kv_write_cb cb;
 	void *arg;
+	size_t bytes;	     /* answered at commit: room it may take */
+	raft_index index;    /* ... and its index, once committed */
+	struct kv_put *next; /* answered, waiting for its apply */
 };
+
+/* A put is answered at commit only while the map has this much room beyond
+ * what the puts answered but not yet applied may take: a full map must
+ * still fail the put that does not fit, with RAFT_ENOSPC. */
+#define KV_COMMIT_ROOM (8u << 20)
+/* The most a put's entry can take in the map, as a multiple of its size
+ * (copy-on-write of the pages it touches, with overhead). */
+#define KV_COMMIT_GROWTH 4u
 
 struct kv_store {
 	uv_loop_t *loop;
@@ -63,6 +85,14 @@ struct kv_store {
 	struct raft_node *node;
 	uv_timer_t deferred_timer;
 	struct kv_get *deferred_head, *deferred_tail;
+	/* Highest index of a put answered at commit, perhaps not yet applied:
+	 * a serializable get waits for it, so that this node's answers never
+	 * go back in time for a client that reads where it wrote. */
+	raft_index acked;
+	/* Puts answered at commit, not yet applied, in index order, and the
+	 * room they (and those proposed that way) may take. */
+	struct kv_put *unapplied_head, *unapplied_tail;
+	size_t unapplied_bytes;
 	struct kvsm_result *results; /* scratch for the one apply in flight */
 	size_t results_cap;
 	bool closing;
@@ -150,6 +180,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_entry *entries,
 
 /* Open and close */
 
+static void node_progress(void *data);
+static void forget_applied(struct kv_store *s, bool all);
+
 int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 		  struct kv_store **out, char *errmsg, size_t errlen)
 {
@@ -191,6 +224,8 @@ int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 	}
 	uv_timer_init(loop, &s->deferred_timer);
 	s->deferred_timer.data = s;
+	s->node->progress_hook = node_progress;
+	s->node->progress_data = s;
 	*out = s;
 	return RAFT_OK;
 
@@ -223,6 +258,7 @@ static void timer_closed(uv_handle_t *h)
 	void (*cb)(void *arg) = s->close_cb;
 	void *arg = s->close_arg;
 
+	forget_applied(s, true);
 	kvsm_close(s->sm);
 	free(s->results);
 	free(s);
@@ -258,33 +294,88 @@ static void write_done(void *arg, int status, raft_index index,
 		       struct raft_fsm_result *result)
 {
 	struct kv_put *p = arg;
+	struct kv_store *s = p->store;
+	bool keep = false;
 
-	if (status == RAFT_OK) {
+	if (status == RAFT_OK && result != NULL) {
 		status = result->rc;
+	} else if (status == RAFT_OK) {
+		/* Answered at commit: counted until applied. */
+		if (index > s->acked) {
+			s->acked = index;
+		}
+		p->index = index;
+		p->next = NULL;
+		if (s->unapplied_tail != NULL) {
+			s->unapplied_tail->next = p;
+		} else {
+			s->unapplied_head = p;
+		}
+		s->unapplied_tail = p;
+		keep = true;
+	} else {
+		s->unapplied_bytes -= p->bytes;
 	}
 	p->cb(p->arg, status,
 	      status == RAFT_OK || status == RAFT_ENOTFOUND ? index : 0);
-	free(p);
+	if (!keep) {
+		free(p);
+	}
 }
 
-static int propose(struct kv_store *s, void *cmd, size_t len, kv_write_cb cb,
-		   void *arg)
+/* The node applied more, or failed: forget the answered puts it applied. */
+static void forget_applied(struct kv_store *s, bool all)
 {
-	struct kv_put *p = malloc(sizeof(*p));
+	struct kv_put *p;
+
+	while ((p = s->unapplied_head) != NULL &&
+	       (all || p->index <= s->node->applied)) {
+		s->unapplied_head = p->next;
+		s->unapplied_bytes -= p->bytes;
+		free(p);
+	}
+	if (s->unapplied_head == NULL) {
+		s->unapplied_tail = NULL;
+	}
+}
+
+/* at_commit: the command's outcome is known before it is applied (a put:
+ * its sizes were checked here, with the state machine's own limits, and
+ * the map has room for it); bytes: the room it may take. */
+static int propose(struct kv_store *s, void *cmd, size_t len, bool at_commit,
+		   size_t bytes, kv_write_cb cb, void *arg)
+{
+	struct kv_put *p = calloc(1, sizeof(*p));
 	int rc;
 
 	if (p == NULL) {
 		free(cmd);
 		return RAFT_ENOMEM;
 	}
+	p->store = s;
 	p->cb = cb;
 	p->arg = arg;
-	rc = raft_node_propose(s->node, cmd, len, write_done, p);
+	p->bytes = at_commit ? bytes : 0;
+	rc = at_commit ? raft_node_propose_commit(s->node, cmd, len,
+						  write_done, p)
+		       : raft_node_propose(s->node, cmd, len, write_done, p);
 	free(cmd);
 	if (rc != RAFT_OK) {
 		free(p);
+	} else {
+		s->unapplied_bytes += p->bytes;
 	}
 	return rc;
+}
+
+/* Whether a put that may take bytes of the map can be answered at commit:
+ * the map has room for it, the puts answered before it, and a margin. */
+static bool room_for(struct kv_store *s, size_t bytes)
+{
+	size_t room = kvsm_room(s->sm), need = KV_COMMIT_ROOM;
+
+	need += s->unapplied_bytes;
+	return room > need && room - need > bytes;
 }
 
 static int check_key(struct kv_store *s, const void *key, size_t klen,
@@ -308,7 +399,7 @@ int kv_store_put(struct kv_store *s, const void *key, size_t klen,
 		 const void *val, size_t vlen, kv_write_cb cb, void *arg)
 {
 	void *cmd;
-	size_t len;
+	size_t len, bytes;
 	int rc = check_key(s, key, klen, cb != NULL);
 
 	if (rc != RAFT_OK) {
@@ -320,11 +411,18 @@ int kv_store_put(struct kv_store *s, const void *key, size_t klen,
 	if (vlen > KV_MAX_VALUE) {
 		return RAFT_ETOOBIG;
 	}
+	/* The apply can refuse a put only for its sizes, checked just above
+	 * with the same limits; so the put's answer need not wait for it. */
+	rc = kvsm_check_sizes(klen, vlen);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
 	rc = kvsm_encode_put(key, klen, val, vlen, &cmd, &len);
 	if (rc != RAFT_OK) {
 		return rc;
 	}
-	return propose(s, cmd, len, cb, arg);
+	bytes = KV_COMMIT_GROWTH * (len + 64);
+	return propose(s, cmd, len, room_for(s, bytes), bytes, cb, arg);
 }
 
 int kv_store_del(struct kv_store *s, const void *key, size_t klen,
@@ -341,7 +439,7 @@ int kv_store_del(struct kv_store *s, const void *key, size_t klen,
 	if (rc != RAFT_OK) {
 		return rc;
 	}
-	return propose(s, cmd, len, cb, arg);
+	return propose(s, cmd, len, false, 0, cb, arg); /* may find no key */
 }
 
 /* Reads */
@@ -392,23 +490,55 @@ static int stopped_status(const struct kv_store *s)
 	return s->node->fail_rc == RAFT_ENOSPC ? RAFT_ENOSPC : RAFT_EIO;
 }
 
+static void deferred_cb(uv_timer_t *t);
+static bool deferred_ready(const struct kv_store *s, const struct kv_get *g)
+{
+	return g->need <= s->node->applied || s->closing ||
+	       s->node->state != NODE_RUNNING;
+}
+
+/* Answer the queued serializable gets on the next loop iteration, if the
+ * first can be answered (the queue is in order of need). */
+static void deferred_kick(struct kv_store *s)
+{
+	if (s->deferred_head != NULL && deferred_ready(s, s->deferred_head)) {
+		uv_timer_start(&s->deferred_timer, deferred_cb, 0, 0);
+	}
+}
+
+static void node_progress(void *data)
+{
+	struct kv_store *s = data;
+
+	forget_applied(s, s->node->state != NODE_RUNNING);
+	deferred_kick(s);
+}
+
 static void deferred_cb(uv_timer_t *t)
 {
 	struct kv_store *s = t->data;
-	struct kv_get *g = s->deferred_head;
+	struct kv_get *g = s->deferred_head, *last = s->deferred_tail;
 
-	/* Answer only what is queued now; callbacks may queue more. */
-	s->deferred_head = s->deferred_tail = NULL;
-	while (g != NULL) {
+	/* Answer only what is queued now and ready; callbacks may queue
+	 * more. */
+	while (g != NULL && deferred_ready(s, g)) {
 		struct kv_get *next = g->next;
+		bool end = g == last;
 
+		s->deferred_head = next;
+		if (next == NULL) {
+			s->deferred_tail = NULL;
+		}
 		if (s->closing || s->node->state != NODE_RUNNING) {
 			g->cb(g->arg, stopped_status(s), NULL, 0, NULL);
 			free(g);
 		} else {
 			answer_get(g);
 		}
-		g = next;
+		if (end) {
+			break;
+		}
+		g = s->deferred_head;
 	}
 }
 
@@ -429,6 +559,7 @@ int kv_store_get(struct kv_store *s, const void *key, size_t klen,
 	g->cb = cb;
 	g->arg = arg;
 	g->next = NULL;
+	g->need = s->acked;
 	g->klen = klen;
 	memcpy(g->key, key, klen);
 	if (!serializable) {
@@ -442,9 +573,9 @@ int kv_store_get(struct kv_store *s, const void *key, size_t klen,
 		s->deferred_tail->next = g;
 	} else {
 		s->deferred_head = g;
-		uv_timer_start(&s->deferred_timer, deferred_cb, 0, 0);
 	}
 	s->deferred_tail = g;
+	deferred_kick(s);
 	return RAFT_OK;
 }
 

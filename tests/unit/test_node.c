@@ -57,6 +57,11 @@ static bool flag_set(void *arg)
 	return *(bool *)arg;
 }
 
+static bool flag_set_int(void *arg)
+{
+	return *(int *)arg != 0;
+}
+
 /* Log lines, kept for the assertions on what the node reports. */
 struct log_sink {
 	char text[65536];
@@ -396,6 +401,59 @@ START_TEST(test_serializable_get_sees_applied_write)
 		ck_assert_str_eq(r.val, "v2");
 		ck_assert_uint_eq(r.meta.version, 2);
 		ck_assert_uint_eq(r.meta.mod_index, w.index);
+	}
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A put answered, then at once (in its callback) a serializable get on the
+ * same node. */
+struct put_then_get {
+	struct kv_store *store;
+	struct read_wait r;
+	int status;
+	uint64_t index;
+	bool get_issued;
+};
+
+static void put_then_get_cb(void *arg, int status, uint64_t index)
+{
+	struct put_then_get *t = arg;
+
+	t->status = status;
+	t->index = index;
+	ck_assert_int_eq(kv_store_get(t->store, "k", 1, true, read_cb, &t->r),
+			 RAFT_OK);
+	t->get_issued = true;
+}
+
+/* A serializable get issued on the leader right after it answered a put,
+ * before it has necessarily applied it, still sees that put: a node never
+ * answers older than a write it acknowledged. */
+START_TEST(test_serializable_get_on_leader_sees_the_put_it_answered)
+{
+	struct cluster c;
+	int l;
+
+	cluster_start(&c, 3, 22280);
+	l = wait_leader(&c);
+	for (int i = 0; i < 50; i++) {
+		struct put_then_get t;
+		char val[16];
+
+		memset(&t, 0, sizeof(t));
+		t.store = c.stores[l];
+		snprintf(val, sizeof(val), "v%d", i);
+		ck_assert_int_eq(kv_store_put(c.stores[l], "k", 1, val,
+					      strlen(val), put_then_get_cb,
+					      &t),
+				 RAFT_OK);
+		ck_assert(run_until(&c.loop, flag_set, &t.r.done, DEADLINE_MS));
+		ck_assert_int_eq(t.status, RAFT_OK);
+		ck_assert_int_eq(t.r.status, RAFT_OK);
+		ck_assert_str_eq(t.r.val, val);
+		ck_assert_uint_eq(t.r.meta.mod_index, t.index);
+		ck_assert_uint_eq(t.r.meta.version, (uint64_t)i + 1);
 	}
 	cluster_stop(&c);
 }
@@ -1190,7 +1248,29 @@ struct test_fsm {
 	uint64_t n_commands;
 	pthread_t loop_thread;
 	size_t on_loop, off_loop; /* batches applied on each side */
+	/* While hold is set, apply waits before touching anything. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool hold;
 };
+
+static void test_fsm_hold(struct test_fsm *t, bool hold)
+{
+	pthread_mutex_lock(&t->lock);
+	t->hold = hold;
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+}
+
+static raft_index test_fsm_applied_now(struct test_fsm *t)
+{
+	raft_index applied;
+
+	pthread_mutex_lock(&t->lock);
+	applied = t->applied;
+	pthread_mutex_unlock(&t->lock);
+	return applied;
+}
 
 static int test_fsm_applied(struct raft_fsm *fsm, raft_index *index)
 {
@@ -1204,7 +1284,12 @@ static int test_fsm_apply(struct raft_fsm *fsm, const struct raft_entry *e,
 			  size_t n, struct raft_fsm_result *results)
 {
 	struct test_fsm *t = fsm->data;
+	int rc = RAFT_OK;
 
+	pthread_mutex_lock(&t->lock);
+	while (t->hold) {
+		pthread_cond_wait(&t->cond, &t->lock);
+	}
 	if (pthread_equal(pthread_self(), t->loop_thread)) {
 		t->on_loop++;
 	} else {
@@ -1219,7 +1304,8 @@ static int test_fsm_apply(struct raft_fsm *fsm, const struct raft_entry *e,
 			continue;
 		}
 		if (e[i].len == 4 && memcmp(e[i].data, "fail", 4) == 0) {
-			return RAFT_EIO;
+			rc = RAFT_EIO;
+			break;
 		}
 		copy = malloc(e[i].len + 1);
 		ck_assert_ptr_nonnull(copy);
@@ -1228,7 +1314,8 @@ static int test_fsm_apply(struct raft_fsm *fsm, const struct raft_entry *e,
 		results[i].value = ++t->n_commands;
 		results[i].ptr = copy;
 	}
-	return RAFT_OK;
+	pthread_mutex_unlock(&t->lock);
+	return rc;
 }
 
 struct solo {
@@ -1276,6 +1363,8 @@ static void solo_start_with(struct solo *s, int port, bool with_log,
 	s->fsm.fsm.apply = test_fsm_apply;
 	s->fsm.fsm.loop_max = loop_max;
 	s->fsm.loop_thread = pthread_self();
+	pthread_mutex_init(&s->fsm.lock, NULL);
+	pthread_cond_init(&s->fsm.cond, NULL);
 	raft_node_config_init(&cfg);
 	cfg.id = 1;
 	cfg.data_dir = s->dir;
@@ -1307,6 +1396,8 @@ static void solo_stop(struct solo *s)
 	uv_run(&s->loop, UV_RUN_NOWAIT);
 	ck_assert_int_eq(uv_loop_close(&s->loop), 0);
 	remove_dir(s->dir);
+	pthread_mutex_destroy(&s->fsm.lock);
+	pthread_cond_destroy(&s->fsm.cond);
 }
 
 struct proposal_wait {
@@ -1324,11 +1415,14 @@ static void propose_cb(void *arg, int status, raft_index index,
 {
 	struct proposal_wait *p = arg;
 
+	ck_assert(!p->done); /* exactly once */
 	p->done = true;
 	p->status = status;
 	p->index = index;
 	p->seen_at = (*p->order)++;
-	if (status == RAFT_OK) {
+	if (status == RAFT_OK && result == NULL) {
+		snprintf(p->text, sizeof(p->text), "(commit)");
+	} else if (status == RAFT_OK) {
 		p->value = result->value;
 		snprintf(p->text, sizeof(p->text), "%s",
 			 (const char *)result->ptr);
@@ -1437,6 +1531,96 @@ static void node_read_cb(void *arg, int status, raft_index index)
 	r->status = status;
 	r->index = index;
 }
+
+/* Proposals made with raft_node_propose_commit() are answered once
+ * committed, while the apply is held up, without a result; those made with
+ * raft_node_propose() still wait for the apply; a read issued after the
+ * early answers waits for their apply; every entry is applied once, in
+ * order. */
+START_TEST(test_commit_proposals_are_answered_before_the_apply)
+{
+	struct proposal_wait p[4];
+	struct node_read_wait r = {false, 0, 0};
+	struct solo s;
+	int order = 0;
+
+	solo_start(&s, 22250, true);
+	memset(p, 0, sizeof(p));
+	test_fsm_hold(&s.fsm, true);
+	for (int i = 0; i < 3; i++) {
+		p[i].order = &order;
+	}
+	ck_assert_int_eq(raft_node_propose_commit(s.node, "a", 1, propose_cb,
+						  &p[0]),
+			 RAFT_OK);
+	ck_assert_int_eq(raft_node_propose(s.node, "b", 1, propose_cb, &p[1]),
+			 RAFT_OK);
+	ck_assert_int_eq(raft_node_propose_commit(s.node, "c", 1, propose_cb,
+						  &p[2]),
+			 RAFT_OK);
+	ck_assert(!p[0].done && !p[2].done); /* never from inside the call */
+	ck_assert(run_until(&s.loop, flag_set, &p[2].done, DEADLINE_MS));
+	ck_assert(p[0].done);
+	ck_assert_int_eq(p[0].status, RAFT_OK);
+	ck_assert_int_eq(p[2].status, RAFT_OK);
+	ck_assert_str_eq(p[0].text, "(commit)");
+	ck_assert_str_eq(p[2].text, "(commit)");
+	ck_assert_uint_eq(p[2].index, p[0].index + 2);
+	ck_assert_int_lt(p[0].seen_at, p[2].seen_at);
+	ck_assert(!p[1].done);
+	ck_assert_uint_lt(test_fsm_applied_now(&s.fsm), p[0].index);
+
+	ck_assert_int_eq(raft_node_read(s.node, node_read_cb, &r), RAFT_OK);
+	/* Give the read its chance to finish early, if it wrongly could. */
+	for (int i = 0; i < 20; i++) {
+		uv_run(&s.loop, UV_RUN_NOWAIT);
+	}
+	ck_assert(!r.done);
+
+	test_fsm_hold(&s.fsm, false);
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	ck_assert(run_until(&s.loop, flag_set, &r.done, DEADLINE_MS));
+	ck_assert_int_eq(p[1].status, RAFT_OK);
+	ck_assert_str_eq(p[1].text, "b");
+	ck_assert_uint_eq(p[1].index, p[0].index + 1);
+	ck_assert_int_eq(r.status, RAFT_OK);
+	ck_assert_uint_ge(r.index, p[2].index);
+	ck_assert_uint_ge(test_fsm_applied_now(&s.fsm), p[2].index);
+	ck_assert_uint_eq(s.fsm.n_commands, 3);
+	solo_stop(&s);
+}
+END_TEST
+
+/* A proposal answered at commit is not answered again when the apply of
+ * its entry then fails and stops the node; the ones waiting for the apply
+ * get the failure. */
+START_TEST(test_commit_proposal_is_answered_once_when_the_apply_fails)
+{
+	struct proposal_wait p[3];
+	struct solo s;
+	int order = 0;
+
+	solo_start(&s, 22260, true);
+	memset(p, 0, sizeof(p));
+	p[0].order = &order;
+	p[1].order = &order;
+	ck_assert_int_eq(raft_node_propose_commit(s.node, "fail", 4,
+						  propose_cb, &p[0]),
+			 RAFT_OK);
+	ck_assert_int_eq(
+	    raft_node_propose(s.node, "next", 4, propose_cb, &p[1]), RAFT_OK);
+	ck_assert(run_until(&s.loop, all_done, p, DEADLINE_MS));
+	ck_assert(run_until(&s.loop, flag_set_int, &s.failed_status,
+			    DEADLINE_MS));
+	ck_assert_int_eq(p[0].status, RAFT_OK);
+	ck_assert_int_eq(p[1].status, RAFT_EIO);
+	ck_assert_int_eq(s.failed_status, RAFT_EIO);
+	ck_assert_int_eq(raft_node_propose_commit(s.node, "x", 1, propose_cb,
+						  &p[2]),
+			 RAFT_ESHUTDOWN);
+	solo_stop(&s);
+}
+END_TEST
 
 /* A read issued after a write is acknowledged is ready at an index that
  * includes the write. */
@@ -1548,6 +1732,8 @@ static Suite *node_suite(void)
 	tcase_add_test(tc,
 		       test_put_on_leader_is_read_linearizably_on_every_node);
 	tcase_add_test(tc, test_serializable_get_sees_applied_write);
+	tcase_add_test(tc,
+		       test_serializable_get_on_leader_sees_the_put_it_answered);
 	tcase_add_test(tc, test_put_on_follower_names_the_leader);
 	tcase_add_test(tc, test_delete_removes_key_and_reports_absent_key);
 	tcase_add_test(tc, test_reopened_node_keeps_its_data);
@@ -1576,6 +1762,9 @@ static Suite *node_suite(void)
 	tc = tcase_create("fsm");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_proposers_get_their_own_results_in_order);
+	tcase_add_test(tc, test_commit_proposals_are_answered_before_the_apply);
+	tcase_add_test(tc,
+		       test_commit_proposal_is_answered_once_when_the_apply_fails);
 	tcase_add_test(tc,
 		       test_small_batches_apply_on_loop_and_large_ones_off_it);
 	tcase_add_test(tc, test_read_after_write_is_ready_at_its_index);

@@ -80,7 +80,10 @@ RAFT_API int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 			   struct kv_store **out, char *errmsg, size_t errlen);
 
 /* Outcome of a put or delete, on the loop thread; arg is the caller's.
- * status RAFT_OK: committed and applied here at log index index.
+ * status RAFT_OK: committed at log index index; a delete is applied here
+ * by then, a put is answered as soon as it is committed and applied here
+ * right after (a linearizable get, or a serializable one on this node,
+ * sees it).
  * RAFT_ENOTFOUND: a delete of an absent key (committed at index all the
  * same; nothing changed). RAFT_ETOOBIG / RAFT_EINVAL: committed but refused
  * by the state machine (a key or value over its limits, a command it could
@@ -133,9 +136,10 @@ typedef void (*kv_read_cb)(void *arg, int status, const void *val, size_t vlen,
 
 /* Read key (klen bytes, copied), on the loop thread. serializable false:
  * linearizable (raft_node_read()), works on any node while a leader is
- * reachable. serializable true: served from this node's applied state on
- * the next loop iteration, possibly stale, works without a leader; cb is
- * still called later, never from inside this call.
+ * reachable. serializable true: served from this node's applied state,
+ * possibly stale, works without a leader; once this node has applied every
+ * put it has answered (so never older than a write acknowledged here), on
+ * a later loop iteration, never from inside this call.
  *
  * Returns RAFT_OK (cb is called later, exactly once), or without calling
  * cb: RAFT_ESHUTDOWN (closing, or the node failed: a failed node serves no

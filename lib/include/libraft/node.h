@@ -16,7 +16,9 @@
  *     raft_node_propose() --> appended by the core on this leader
  *         --> persisted locally and on a quorum --> committed
  *         --> applied by fsm->apply on the worker --> cb(RAFT_OK, result)
- *     at any step before the apply:
+ *     raft_node_propose_commit(): the same, but cb(RAFT_OK, NULL) once
+ *         committed, and the apply follows
+ *     at any step before the answer:
  *         leadership lost, or the entry at its index replaced by one of
  *         another term                       --> cb(RAFT_ELEADERLOST)
  *         log or state machine failure       --> cb(RAFT_EIO / RAFT_ENOSPC)
@@ -264,6 +266,18 @@ typedef void (*raft_node_propose_cb)(void *arg, int status, raft_index index,
  *   RAFT_ENOMEM. */
 RAFT_API int raft_node_propose(struct raft_node *n, const void *data,
 			       size_t len, raft_node_propose_cb cb, void *arg);
+
+/* As raft_node_propose(), but cb hears RAFT_OK as soon as the entry is
+ * committed (durable on a majority), before this node has applied it;
+ * result is then NULL. For commands whose outcome the proposer knows
+ * without the state machine, such as a blind write: the answer does not
+ * wait for the apply. The entry is applied here later, in log order; a
+ * raft_node_read() issued after cb waits for that, a read of the state
+ * machine made directly in cb may not see it yet. Errors and the other
+ * statuses are as for raft_node_propose(). */
+RAFT_API int raft_node_propose_commit(struct raft_node *n, const void *data,
+				      size_t len, raft_node_propose_cb cb,
+				      void *arg);
 
 /* Outcome of a read, on the loop thread. arg is the one given to
  * raft_node_read(). On RAFT_OK the state machine has applied through

@@ -43,6 +43,7 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,7 @@ struct kvsm {
 	size_t max_map_size;
 	size_t page_size;
 	pthread_rwlock_t resize_lock; /* shared: open read txn; excl: resize */
+	_Atomic size_t used;	      /* bytes of the pages in use (kvsm_room) */
 	int failed; /* non-zero after a failed commit: returned from then on */
 	char *dir;
 	bool marked;	/* dir/kv.open exists: remove it at a clean close */
@@ -480,6 +482,8 @@ static int kvsm_open_env(struct kvsm *kv, const char *dir,
 	if (kv->max_map_size < kv->map_size) {
 		kv->max_map_size = kv->map_size;
 	}
+	atomic_store(&kv->used,
+		     ((size_t)info.me_last_pgno + 1) * kv->page_size);
 
 	rc = mdb_txn_begin(kv->env, NULL, 0, &txn);
 	if (rc == 0) {
@@ -953,6 +957,23 @@ static int kvsm_grow(struct kvsm *kv, size_t batch_bytes)
 	return RAFT_OK;
 }
 
+static void kvsm_note_used(struct kvsm *kv)
+{
+	MDB_envinfo info;
+
+	if (mdb_env_info(kv->env, &info) == 0) {
+		atomic_store(&kv->used,
+			     ((size_t)info.me_last_pgno + 1) * kv->page_size);
+	}
+}
+
+size_t kvsm_room(struct kvsm *kv)
+{
+	size_t used = atomic_load(&kv->used);
+
+	return used < kv->max_map_size ? kv->max_map_size - used : 0;
+}
+
 int kvsm_apply(struct kvsm *kv, const struct raft_entry *entries, size_t n,
 	       struct kvsm_result *results)
 {
@@ -969,6 +990,7 @@ int kvsm_apply(struct kvsm *kv, const struct raft_entry *entries, size_t n,
 	for (;;) {
 		rc = kvsm_apply_once(kv, entries, n, results, &map_full);
 		if (!map_full) {
+			kvsm_note_used(kv);
 			return rc;
 		}
 		if (bytes == 0) {

@@ -117,6 +117,11 @@ int kvsm_applied(struct kvsm *kv, raft_index *index, raft_term *term);
 int kvsm_apply(struct kvsm *kv, const struct raft_entry *entries, size_t n,
 	       struct kvsm_result *results);
 
+/* Bytes the map can still grow by for certain: max_map_size less the
+ * pages in use (free pages inside the map are not counted). Updated after
+ * each applied batch; safe to call from any thread while apply runs. */
+size_t kvsm_room(struct kvsm *kv);
+
 /* Read a key. On RAFT_OK *val is a malloc'd copy (caller frees) of *val_len
  * bytes and meta (may be NULL) is filled. RAFT_ENOTFOUND if absent.
  * RAFT_EINVAL for an empty key, RAFT_ETOOBIG for a key over KVSM_MAX_KEY. */

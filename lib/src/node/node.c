@@ -466,8 +466,8 @@ err_node:
 
 /* Requests */
 
-int raft_node_propose(struct raft_node *n, const void *data, size_t len,
-		      raft_node_propose_cb cb, void *arg)
+static int propose(struct raft_node *n, const void *data, size_t len,
+		   bool at_commit, raft_node_propose_cb cb, void *arg)
 {
 	struct node_proposal *p;
 	int rc;
@@ -495,6 +495,7 @@ int raft_node_propose(struct raft_node *n, const void *data, size_t len,
 	}
 	p->cb = cb;
 	p->arg = arg;
+	p->at_commit = at_commit;
 	/* A leader appends at increasing indexes: the queue stays sorted. */
 	if (n->prop_tail != NULL) {
 		n->prop_tail->next = p;
@@ -503,8 +504,21 @@ int raft_node_propose(struct raft_node *n, const void *data, size_t len,
 	}
 	n->prop_tail = p;
 	n->n_pending++;
+	n->n_at_commit += at_commit;
 	node_kick(n);
 	return RAFT_OK;
+}
+
+int raft_node_propose(struct raft_node *n, const void *data, size_t len,
+		      raft_node_propose_cb cb, void *arg)
+{
+	return propose(n, data, len, false, cb, arg);
+}
+
+int raft_node_propose_commit(struct raft_node *n, const void *data,
+			     size_t len, raft_node_propose_cb cb, void *arg)
+{
+	return propose(n, data, len, true, cb, arg);
 }
 
 int raft_node_read(struct raft_node *n, raft_node_read_cb cb, void *arg)

@@ -65,6 +65,7 @@ struct node_proposal {
 	raft_term term;
 	raft_node_propose_cb cb;
 	void *arg;
+	bool at_commit; /* answered once committed, not once applied */
 	struct node_proposal *next;
 };
 
@@ -160,6 +161,11 @@ struct raft_node {
 	struct node_proposal *prop_head, *prop_tail; /* by index */
 	struct node_read *read_head, *read_tail;     /* by deadline */
 	size_t n_pending;
+	size_t n_at_commit; /* proposals in the queue with at_commit set */
+	/* Called on the loop thread after the applied index advanced or the
+	 * node failed (for the key-value store's local reads); may be NULL. */
+	void (*progress_hook)(void *data);
+	void *progress_data;
 	uint64_t last_read_id;
 	struct node_read_done *rdone;
 	size_t n_rdone, rdone_cap;

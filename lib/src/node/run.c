@@ -38,7 +38,10 @@
  *      (apply_head .. apply_tail, done ones first), then apply_q, each
  *      contiguous;
  *   4. while RUNNING, proposals above queued belong to the current term of
- *      a node that leads it.
+ *      a node that leads it;
+ *   5. n_at_commit counts the queued proposals to be answered at commit,
+ *      and none of them is at or below queued (answered in the run that
+ *      queued its entry).
  */
 #include <assert.h>
 #include <stdio.h>
@@ -83,6 +86,7 @@ void node_kick(struct raft_node *n)
 static void fail_proposal(struct raft_node *n, struct node_proposal *p, int rc)
 {
 	n->n_pending--;
+	n->n_at_commit -= p->at_commit;
 	p->cb(p->arg, rc, 0, NULL);
 	free(p);
 }
@@ -381,6 +385,56 @@ static int hold_or_send(struct raft_node *n, const struct raft_update *u)
 	return RAFT_OK;
 }
 
+/* Answer the proposals made with raft_node_propose_commit() whose entries
+ * are now committed (queued for apply in this run, so still in apply_q):
+ * their outcome no longer waits for the state machine. The others at or
+ * below queued stay for answer_proposals(). Unlinked first, answered
+ * after: callbacks may propose again, or close the node. */
+static void answer_committed(struct raft_node *n)
+{
+	struct node_proposal **pp = &n->prop_head, *last = NULL;
+	struct node_proposal *done = NULL, **done_tail = &done;
+
+	if (n->n_at_commit == 0) {
+		return;
+	}
+	while (*pp != NULL && (*pp)->index <= n->queued) {
+		struct node_proposal *p = *pp;
+
+		if (p->at_commit) {
+			*pp = p->next;
+			p->next = NULL;
+			*done_tail = p;
+			done_tail = &p->next;
+		} else {
+			last = p;
+			pp = &p->next;
+		}
+	}
+	if (*pp == NULL) {
+		n->prop_tail = last;
+	}
+	while (done != NULL) {
+		struct node_proposal *p = done, *next = done->next;
+		size_t at = n->apply_n > 0 && p->index >= n->apply_q[0].index
+				? (size_t)(p->index - n->apply_q[0].index)
+				: n->apply_n;
+
+		n->n_pending--;
+		n->n_at_commit--;
+		/* Committed entries are final: the one at p->index is either
+		 * this proposal's or, if its term differs, another leader's. */
+		assert(at < n->apply_n);
+		if (at < n->apply_n && n->apply_q[at].term == p->term) {
+			p->cb(p->arg, RAFT_OK, p->index, NULL);
+		} else {
+			p->cb(p->arg, RAFT_ELEADERLOST, 0, NULL);
+		}
+		free(p);
+		done = next;
+	}
+}
+
 /* Applying */
 
 static int queue_committed(struct raft_node *n, const struct raft_update *u)
@@ -479,6 +533,7 @@ static void answer_proposals(struct raft_node *n, struct node_apply *a)
 			}
 			if (p->index == e->index && p->term == e->term) {
 				n->n_pending--;
+				n->n_at_commit -= p->at_commit;
 				p->cb(p->arg, RAFT_OK, e->index,
 				      &a->results[i]);
 				a->results[i].ptr = NULL; /* the cb took it */
@@ -499,6 +554,9 @@ static void apply_done_results(struct raft_node *n, struct node_apply *a)
 			n->applied = a->entries[a->n - 1].index;
 			raft_applied(n->core, n->applied);
 			answer_proposals(n, a);
+			if (n->progress_hook != NULL) {
+				n->progress_hook(n->progress_data);
+			}
 		}
 	}
 	for (size_t i = 0; i < a->n; i++) {
@@ -777,7 +835,7 @@ static bool node_invariants(const struct raft_node *n)
 	const struct node_proposal *p;
 	const struct node_read *r;
 	raft_index next = n->applied + 1;
-	size_t count = 0;
+	size_t count = 0, at_commit = 0;
 
 	for (p = n->prop_head; p != NULL; p = p->next, count++) {
 		if (p->next != NULL && p->next->index <= p->index) {
@@ -787,6 +845,15 @@ static bool node_invariants(const struct raft_node *n)
 		    (n->role != RAFT_LEADER || p->term != n->term)) {
 			return false; /* 4 */
 		}
+		if (p->at_commit) {
+			if (p->index <= n->queued) {
+				return false; /* 5 */
+			}
+			at_commit++;
+		}
+	}
+	if (at_commit != n->n_at_commit) {
+		return false; /* 5 */
 	}
 	for (r = n->read_head; r != NULL; r = r->next) {
 		count++;
@@ -838,6 +905,7 @@ void node_run(struct raft_node *n)
 		n->n_rdone = 0;
 	}
 	n->in_run = false;
+	answer_committed(n);
 	node_start_apply(n);
 	assert(n->state != NODE_RUNNING || node_invariants(n));
 }
@@ -888,6 +956,9 @@ void node_fail(struct raft_node *n, int rc, const char *what)
 		  detail != NULL ? detail : "-", fail_advice(what, rc));
 	rc = rc == RAFT_ENOMEM ? RAFT_EIO : rc;
 	node_fail_pending(n, rc);
+	if (n->progress_hook != NULL) {
+		n->progress_hook(n->progress_data);
+	}
 	if (n->cfg.failed != NULL && n->state == NODE_FAILED) {
 		n->cfg.failed(n->cfg.failed_data, rc);
 	}
