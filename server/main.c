@@ -153,13 +153,26 @@ static int start(struct kvd *d)
 {
 	struct kvd_listener_options lo;
 	struct kv_config kc;
+	struct stat st;
 	char err[512], q[600];
 	int rv;
 
+	if (stat(d->cfg.data_dir, &st) == 0 && !S_ISDIR(st.st_mode)) {
+		kvd_log(RAFT_LOG_ERROR, "data directory is not a directory",
+			"data_dir=%s", d->cfg.data_dir);
+		fprintf(stderr, "kvd: --data-dir %s exists and is not a "
+				"directory\n",
+			d->cfg.data_dir);
+		return 2;
+	}
 	if (make_dirs(d->cfg.data_dir) != 0) {
+		int e = errno;
+
 		kvd_log(RAFT_LOG_ERROR, "cannot create the data directory",
 			"data_dir=%s error=\"%s\"", d->cfg.data_dir,
-			strerror(errno));
+			strerror(e));
+		fprintf(stderr, "kvd: cannot create the data directory %s: %s\n",
+			d->cfg.data_dir, strerror(e));
 		return 1;
 	}
 	/* Bind the client port before the store opens: a first start that
@@ -204,11 +217,8 @@ static int start(struct kvd *d)
 		kvd_log(RAFT_LOG_ERROR, "cannot open the store",
 			"data_dir=%s code=%d error=%s", d->cfg.data_dir, rv,
 			kvd_log_quote(q, sizeof(q), err));
-		if (rv == RAFT_EINVAL || rv == RAFT_EMISMATCH) {
-			fprintf(stderr, "kvd: %s\n", err);
-			return 2;
-		}
-		return 1;
+		fprintf(stderr, "kvd: %s\n", err);
+		return rv == RAFT_EINVAL || rv == RAFT_EMISMATCH ? 2 : 1;
 	}
 	kvd_listener_set_store(d->listener, d->store);
 	return 0;

@@ -44,6 +44,17 @@ check "--heartbeat-ticks 20 (above the default election) is a flag error" \
 	--peers "$IT_PEERS" --heartbeat-ticks 20
 check "... and neither opened a data directory" [ ! -e "$IT_TMP/x" ]
 
+# A data directory that is a file, or cannot be made, is named on stderr.
+touch "$IT_TMP/afile"
+check "a --data-dir that is a file is refused as such (exit 2)" \
+	kvd_says 2 "kvd: --data-dir $IT_TMP/afile exists and is not a directory" \
+	--id 1 --data-dir "$IT_TMP/afile" --client-addr "$(client_addr 1)" \
+	--peers "$IT_PEERS"
+check "a --data-dir that cannot be created is named (exit 1)" \
+	kvd_says 1 "kvd: cannot create the data directory $IT_TMP/afile/sub" \
+	--id 1 --data-dir "$IT_TMP/afile/sub" --client-addr "$(client_addr 1)" \
+	--peers "$IT_PEERS"
+
 # A switch given a value takes true or false only, and says so.
 check "--no-direct-io=maybe is a flag error naming the values" \
 	kvd_says 2 "kvd: --no-direct-io: 'maybe': want true or false" \
