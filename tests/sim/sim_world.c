@@ -299,6 +299,7 @@ static void disk_complete(struct sim *s, struct sim_node *nd)
 	if (j.hs) {
 		nd->d_term = j.term;
 		nd->d_vote = j.vote;
+		raft_hard_state_persisted(nd->r, j.term);
 	}
 	if (j.n_ents > 0) {
 		log_truncate(&nd->disk, j.ents[0].index);

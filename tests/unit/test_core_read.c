@@ -72,6 +72,49 @@ START_TEST(test_read_index_waits_for_heartbeat_quorum)
 }
 END_TEST
 
+/* An answer naming a round this leader never sent (one from before a
+ * restart of the leader, echoed by a follower in the new term) confirms
+ * nothing; a follower rejecting an APPEND of an older term echoes no
+ * round at all. */
+START_TEST(test_answer_with_a_round_never_sent_confirms_no_read)
+{
+	struct ch_node nd, f;
+	struct raft_msg a, stale = {.type = RAFT_MSG_APPEND,
+				    .from = 2,
+				    .to = 1,
+				    .term = 1,
+				    .index = 0,
+				    .log_term = 0,
+				    .context = 1000};
+	struct raft_restore rs = {.term = 5};
+	const struct raft_msg *r;
+	uint64_t round;
+	raft_term t;
+
+	committed_leader(&nd);
+	t = raft_current_term(nd.r);
+	ck_assert_int_eq(raft_read_index(nd.r, 78), RAFT_OK);
+	ch_drain(&nd);
+	round = last_round(&nd);
+	a = ack(2, t, 1, round + 1000);
+	ch_step(&nd, &a);
+	ck_assert_uint_eq(nd.n_reads, 0);
+	a = ack(2, t, 1, round);
+	ch_step(&nd, &a);
+	ck_assert_uint_eq(nd.n_reads, 1);
+	ch_stop(&nd);
+
+	ch_start(&f, 1, 3, NULL, &rs);
+	ch_step(&f, &stale);
+	r = ch_find(&f.now, RAFT_MSG_APPEND_RESP, 2);
+	ck_assert_ptr_nonnull(r);
+	ck_assert(r->reject);
+	ck_assert_uint_eq(r->term, 5);
+	ck_assert_uint_eq(r->context, 0);
+	ch_stop(&f);
+}
+END_TEST
+
 /* A new leader serves no read before it commits an entry of its term; the
  * read index is then at least that entry. */
 START_TEST(test_read_waits_for_leader_to_commit_in_its_term)
@@ -351,6 +394,7 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("read");
 
 	tcase_add_test(tc, test_read_index_waits_for_heartbeat_quorum);
+	tcase_add_test(tc, test_answer_with_a_round_never_sent_confirms_no_read);
 	tcase_add_test(tc, test_read_waits_for_leader_to_commit_in_its_term);
 	tcase_add_test(tc, test_read_reported_only_after_applied);
 	tcase_add_test(tc, test_reads_are_batched_into_one_round);

@@ -452,6 +452,106 @@ START_TEST(test_append_resp_waits_for_persist_and_names_last_entry)
 }
 END_TEST
 
+/* A heartbeat (an APPEND without entries) for a follower whose term is
+ * durable is answered at once, in msgs, acknowledging only the entries
+ * reported durable, while the answer to the APPEND that carried entries
+ * still waits for their persist. */
+START_TEST(test_heartbeat_answer_goes_at_once_with_durable_match)
+{
+	raft_term terms[] = {1, 1, 1, 1};
+	struct raft_entry *e = mklog(terms, 4);
+	struct raft_restore rs = {.term = 1, .entries = e, .n_entries = 4};
+	struct ch_node nd;
+	struct raft_entry in[2] = {
+	    {.term = 1, .index = 5, .type = RAFT_ENTRY_NOOP},
+	    {.term = 1, .index = 6, .type = RAFT_ENTRY_NOOP}};
+	struct raft_msg m = {.type = RAFT_MSG_APPEND,
+			     .from = 2,
+			     .to = 1,
+			     .term = 1,
+			     .index = 4,
+			     .log_term = 1,
+			     .entries = in,
+			     .n_entries = 2};
+	struct raft_msg hb = {.type = RAFT_MSG_APPEND,
+			      .from = 2,
+			      .to = 1,
+			      .term = 1,
+			      .index = 6,
+			      .log_term = 1,
+			      .context = 7};
+	const struct raft_msg *r;
+
+	ch_start(&nd, 1, 3, NULL, &rs);
+	free(e);
+	ch_step(&nd, &m);
+	ck_assert_uint_eq(ch_count(&nd.now, RAFT_MSG_APPEND_RESP), 0);
+	ck_assert_uint_eq(ch_count(&nd.after, RAFT_MSG_APPEND_RESP), 1);
+	ch_clear(&nd);
+
+	ch_step(&nd, &hb);
+	ck_assert_uint_eq(ch_count(&nd.after, RAFT_MSG_APPEND_RESP), 0);
+	r = ch_find(&nd.now, RAFT_MSG_APPEND_RESP, 2);
+	ck_assert_ptr_nonnull(r);
+	ck_assert(!r->reject);
+	ck_assert_uint_eq(r->index, 4); /* 5 and 6 are not durable yet */
+	ck_assert_uint_eq(r->context, 7);
+	ch_clear(&nd);
+
+	ch_persist(&nd);
+	hb.context = 8;
+	ch_step(&nd, &hb);
+	r = ch_find(&nd.now, RAFT_MSG_APPEND_RESP, 2);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->index, 6);
+	ch_stop(&nd);
+}
+END_TEST
+
+/* A term the follower took from the APPEND itself is not yet durable: the
+ * heartbeat's answer waits for the persist, until the driver reports the
+ * hard state durable with raft_hard_state_persisted(). */
+START_TEST(test_heartbeat_answer_waits_until_the_term_is_durable)
+{
+	raft_term terms[] = {1, 1};
+	struct raft_entry *e = mklog(terms, 2);
+	struct raft_restore rs = {.term = 1, .entries = e, .n_entries = 2};
+	struct ch_node nd;
+	struct raft_msg hb = {.type = RAFT_MSG_APPEND,
+			      .from = 2,
+			      .to = 1,
+			      .term = 2,
+			      .index = 2,
+			      .log_term = 1};
+	const struct raft_msg *r;
+
+	ch_start(&nd, 1, 3, NULL, &rs);
+	free(e);
+	ch_step(&nd, &hb);
+	ck_assert_uint_eq(raft_current_term(nd.r), 2);
+	ck_assert_uint_eq(ch_count(&nd.now, RAFT_MSG_APPEND_RESP), 0);
+	r = ch_find(&nd.after, RAFT_MSG_APPEND_RESP, 2);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_uint_eq(r->term, 2);
+	ch_clear(&nd);
+
+	/* A term never handed out is ignored. */
+	raft_hard_state_persisted(nd.r, 3);
+	ch_step(&nd, &hb);
+	ck_assert_uint_eq(ch_count(&nd.now, RAFT_MSG_APPEND_RESP), 0);
+	ch_clear(&nd);
+
+	raft_hard_state_persisted(nd.r, 2);
+	ch_step(&nd, &hb);
+	r = ch_find(&nd.now, RAFT_MSG_APPEND_RESP, 2);
+	ck_assert_ptr_nonnull(r);
+	ck_assert(!r->reject);
+	ck_assert_uint_eq(r->index, 2);
+	ck_assert_uint_eq(ch_count(&nd.after, RAFT_MSG_APPEND_RESP), 0);
+	ch_stop(&nd);
+}
+END_TEST
+
 /* A follower keeps entries after a stale APPEND's last entry when they all
  * match (Figure 2, AppendEntries receiver step 3: only a conflict cuts). */
 START_TEST(test_follower_keeps_entries_on_stale_append)
@@ -727,6 +827,10 @@ static Suite *suite(void)
 	    tc, test_heartbeat_carries_commit_bounded_by_match_and_round);
 	tcase_add_test(tc,
 		       test_append_resp_waits_for_persist_and_names_last_entry);
+	tcase_add_test(tc,
+		       test_heartbeat_answer_goes_at_once_with_durable_match);
+	tcase_add_test(tc,
+		       test_heartbeat_answer_waits_until_the_term_is_durable);
 	tcase_add_test(tc, test_follower_keeps_entries_on_stale_append);
 	tcase_add_test(tc, test_follower_truncates_conflicting_suffix);
 	tcase_add_test(tc, test_persisted_ack_for_replaced_entries_is_ignored);

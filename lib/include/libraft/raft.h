@@ -330,6 +330,16 @@ RAFT_API void raft_advance(struct raft *r, const struct raft_update *u);
  * durable, is ignored. On a leader this may advance the commit index. */
 RAFT_API void raft_persisted(struct raft *r, raft_index index, raft_term term);
 
+/* The term and vote of an update handed out with hard_state_changed and
+ * this term are durable. Optional: without it the core assumes only the
+ * term it was restored with is durable, and every answer to the leader
+ * waits for the persists before it (step 3 of the loop above). With it, a
+ * follower answers a heartbeat at once, in msgs, when its term is durable:
+ * it then acknowledges only entries already reported by raft_persisted(),
+ * so a slow disk delays neither the leader's CheckQuorum nor its ReadIndex
+ * rounds. A term that was not handed out is ignored. */
+RAFT_API void raft_hard_state_persisted(struct raft *r, raft_term term);
+
 /* The state machine has applied through index (capped at the commit
  * index; a value not past the last one is ignored). Reads waiting for the
  * state machine to catch up become ready in the next update. */

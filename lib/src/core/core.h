@@ -184,6 +184,8 @@ struct raft {
 	raft_index commit;
 	raft_index applied;   /* the caller applied through this */
 	raft_index persisted; /* durable through this (raft_persisted) */
+	raft_term durable_term; /* term known durable: restored, or reported
+				   by raft_hard_state_persisted() */
 	unsigned elapsed;     /* ticks since the last reset of the timer */
 	unsigned timeout;     /* randomized election timeout */
 	unsigned hb_elapsed;  /* leader: ticks since the last heartbeat */

@@ -222,7 +222,7 @@ int raft_new(const struct raft_config *cfg, const struct raft_restore *restore,
 			goto err_state;
 		}
 	}
-	r->term = r->hs_term = restore->term;
+	r->term = r->hs_term = r->durable_term = restore->term;
 	r->vote = r->hs_vote = restore->vote;
 	r->role = r->ss_role = RAFT_FOLLOWER;
 	/* Whatever was applied was committed. */
@@ -329,7 +329,11 @@ static bool step_term(struct raft *r, const struct raft_msg *m, int *rc)
 			resp.type = RAFT_MSG_APPEND_RESP;
 			resp.reject = true;
 			resp.index = m->index;
-			resp.context = m->context;
+			/* No context: the round it names belongs to an older
+			 * term (or an earlier run of the sender), and echoed
+			 * in our term it could pass for an acknowledgement of
+			 * a round of the sender's current leadership. */
+			resp.context = 0;
 			*rc = core_send(r, &resp, false);
 		} else if (m->type == RAFT_MSG_PREVOTE) {
 			resp.type = RAFT_MSG_PREVOTE_RESP;
@@ -573,6 +577,14 @@ void raft_persisted(struct raft *r, raft_index index, raft_term term)
 	r->persisted = index;
 	if (r->role == RAFT_LEADER) {
 		core_maybe_commit(r);
+	}
+}
+
+void raft_hard_state_persisted(struct raft *r, raft_term term)
+{
+	/* A term above the current one was never handed out. */
+	if (term > r->durable_term && term <= r->hs_term) {
+		r->durable_term = term;
 	}
 }
 

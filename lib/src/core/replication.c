@@ -12,15 +12,16 @@
  *   completes and counts itself only for entries it knows are durable.
  * - Dissertation 6.2 and 9.6 (CheckQuorum): a leader that has not heard
  *   from a majority within an election timeout steps down.
- * - Every APPEND_RESP goes out in msgs_after_persist: it reports entries as
+ * - An APPEND_RESP goes out in msgs_after_persist: it reports entries as
  *   held, and the term it carries may be new, so both must be durable.
  *   The entries may have come in an earlier update; persists complete in
- *   order (raft.h), so they are durable by then too.
- *
- * TODO(core): an answer to a heartbeat that changed nothing also waits
- * behind the follower's pending writes, which adds a disk sync to ReadIndex
- * latency under write load; knowing when the hard state is durable would
- * let it go at once.
+ *   order (raft.h), so they are durable by then too. The exception is the
+ *   answer to a heartbeat (an APPEND without entries) when the current
+ *   term is known durable: it goes at once, and reports a match only as
+ *   far as raft_persisted() has confirmed, which is enough for the leader's
+ *   CheckQuorum and ReadIndex rounds and never claims an entry that a
+ *   crash could lose. Without this, a disk stall on the followers would
+ *   look to the leader like a lost quorum.
  */
 #include <assert.h>
 #include <stdlib.h>
@@ -203,7 +204,15 @@ static int send_append_resp(struct raft *r, const struct raft_msg *m,
 			    raft_term hint_term)
 {
 	struct raft_msg resp = {0};
+	bool after_persist = true;
 
+	if (m->n_entries == 0 && !reject && r->durable_term == r->term) {
+		/* A heartbeat's answer: at once, durable entries only. */
+		if (index > r->persisted) {
+			index = r->persisted;
+		}
+		after_persist = false;
+	}
 	resp.type = RAFT_MSG_APPEND_RESP;
 	resp.to = m->from;
 	resp.term = r->term;
@@ -212,7 +221,7 @@ static int send_append_resp(struct raft *r, const struct raft_msg *m,
 	resp.hint_index = hint;
 	resp.hint_term = hint_term;
 	resp.context = m->context;
-	return core_send(r, &resp, true);
+	return core_send(r, &resp, after_persist);
 }
 
 /* Figure 2, AppendEntries receiver step 3-4: skip entries already held,
@@ -327,7 +336,8 @@ int core_handle_append_resp(struct raft *r, const struct raft_msg *m)
 	raft_index next;
 
 	assert(r->role == RAFT_LEADER && p != NULL);
-	if (m->context > p->acked_round) {
+	/* A round above the last one sent was never sent by this leader. */
+	if (m->context > p->acked_round && m->context <= r->round) {
 		p->acked_round = m->context;
 		if (core_reads_round_acked(r) != RAFT_OK) {
 			return RAFT_ENOMEM;

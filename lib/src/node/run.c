@@ -314,6 +314,9 @@ static void persist_done(struct rlog_req *req, int status)
 		if (status != RAFT_OK) {
 			node_fail(n, status, "log_write");
 		} else {
+			if (p->req.set_hard_state) {
+				raft_hard_state_persisted(n->core, p->req.term);
+			}
 			if (p->has_entries) {
 				raft_persisted(n->core, p->last_index,
 					       p->last_term);
