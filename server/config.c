@@ -2,10 +2,12 @@
  * text, so that a key works the same way in either place. */
 #include <errno.h>
 #include <getopt.h>
+#include <netdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <ini.h>
 
@@ -60,6 +62,51 @@ static int check_addr(const char *val, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+/* The host part of HOST:PORT (colon at end), without IPv6 brackets. */
+static void unbracket(char *out, size_t cap, const char *addr,
+		      const char *end)
+{
+	if (end - addr >= 2 && addr[0] == '[' && end[-1] == ']')
+		snprintf(out, cap, "%.*s", (int)(end - addr - 2), addr + 1);
+	else
+		snprintf(out, cap, "%.*s", (int)(end - addr), addr);
+}
+
+/* Whether two HOST:PORT texts name the same socket address once resolved
+ * ("localhost:7001" and "127.0.0.1:7001", say). Names that do not resolve
+ * here are taken as different: the transport reports them when it dials. */
+static bool same_endpoint(const char *a, const char *b)
+{
+	struct addrinfo hints, *ra = NULL, *rb = NULL;
+	char ha[RAFT_ADDR_MAX], hb[RAFT_ADDR_MAX];
+	const char *pa = strrchr(a, ':'), *pb = strrchr(b, ':');
+	bool same = false;
+
+	if (pa == NULL || pb == NULL || strcmp(pa, pb) != 0)
+		return false;
+	unbracket(ha, sizeof(ha), a, pa);
+	unbracket(hb, sizeof(hb), b, pb);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if (getaddrinfo(ha, pa + 1, &hints, &ra) != 0)
+		return false;
+	if (getaddrinfo(hb, pb + 1, &hints, &rb) != 0) {
+		freeaddrinfo(ra);
+		return false;
+	}
+	for (struct addrinfo *x = ra; x != NULL && !same; x = x->ai_next)
+		for (struct addrinfo *y = rb; y != NULL && !same;
+		     y = y->ai_next)
+			same = x->ai_addrlen == y->ai_addrlen &&
+			       memcmp(x->ai_addr, y->ai_addr, x->ai_addrlen) ==
+				   0;
+	freeaddrinfo(ra);
+	freeaddrinfo(rb);
+	return same;
 }
 
 static int parse_bool(const char *val, bool *out)
@@ -177,6 +224,16 @@ static int set_peers(struct kvd_config *cfg, const char *val, char *err,
 					 (unsigned long long)m[i].id,
 					 (unsigned long long)m[n].id,
 					 m[n].addr);
+				return -1;
+			}
+			if (same_endpoint(m[i].addr, m[n].addr)) {
+				snprintf(err, errlen,
+					 "members %llu and %llu have the same "
+					 "address (%s and %s name one host and "
+					 "port); every member needs its own",
+					 (unsigned long long)m[i].id,
+					 (unsigned long long)m[n].id,
+					 m[i].addr, m[n].addr);
 				return -1;
 			}
 		}

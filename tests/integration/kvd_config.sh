@@ -66,6 +66,10 @@ check "two members on one address are refused" \
 	kvd_says 2 "same address 127.0.0.1:23401" \
 	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
 	--peers 1=127.0.0.1:23401,2=127.0.0.1:23401
+check "two members naming one address differently are refused" \
+	kvd_says 2 "127.0.0.1:23401 and localhost:23401 name one host and port" \
+	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
+	--peers 1=127.0.0.1:23401,2=localhost:23401
 check "--peer-addr on another port than this node's entry is refused" \
 	kvd_says 2 "does not match this node's entry in --peers" \
 	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
