@@ -135,6 +135,15 @@ check "node 3's data directory started as node 2 is refused (exit 2)" \
 	--id 2 --data-dir "$IT_TMP/copy3" --client-addr "$(client_addr 2)" \
 	--peers "$IT_PEERS" $KVD_TIMING
 
+# Without its cluster file the copy cannot say whose it is: refused, not
+# taken for a first start under whatever id is given.
+rm "$IT_TMP/copy3/cluster"
+check "a data directory with a log but no cluster file is refused (exit 1)" \
+	kvd_says 1 "holds a Raft log but no cluster file" \
+	--id 2 --data-dir "$IT_TMP/copy3" --client-addr "$(client_addr 2)" \
+	--peers "$IT_PEERS" $KVD_TIMING
+check "... and no cluster file was written" [ ! -e "$IT_TMP/copy3/cluster" ]
+
 # Every log message the documentation names is one kvd writes.
 # shellcheck disable=SC2317 # called through check
 doc_msgs_exist() {

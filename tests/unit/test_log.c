@@ -32,6 +32,7 @@ struct fx {
 	char err[512];
 	size_t segment_size;
 	bool no_sync;
+	raft_index keep; /* rlog_options.keep */
 };
 
 struct pending {
@@ -124,7 +125,8 @@ static void fx_init(struct fx *f, size_t segment_size)
 static int fx_try_open(struct fx *f)
 {
 	struct rlog_options o = {.segment_size = f->segment_size,
-				 .no_sync = f->no_sync};
+				 .no_sync = f->no_sync,
+				 .keep = f->keep};
 
 	rlog_loaded_free(&f->ld);
 	return rlog_open(&f->loop, f->dir, &o, &f->log, &f->ld, f->err,
@@ -690,6 +692,52 @@ START_TEST(test_flipped_bit_in_a_middle_record_is_corruption)
 	flip_bit(path, offs[1] + 9, 0); /* the index, in the header */
 	expect_corrupt(&f, name, offs[1]);
 	ck_assert_msg(strstr(f.err, "header checksum") != NULL, "%s", f.err);
+	fx_done(&f);
+}
+END_TEST
+
+/* A damaged last record that the state machine has already applied was
+ * committed: it is not a torn tail. The log refuses to open, names the
+ * record, and leaves the file as it was; without that knowledge the same
+ * damage is cut as a torn tail. */
+START_TEST(test_damaged_last_record_already_applied_is_not_cut)
+{
+	struct fx f;
+	char name[64], path[160], want[64];
+	size_t size, size2, offs[64], n;
+	uint8_t *orig, *img, *after;
+	raft_index last = 40;
+
+	fx_init(&f, 4096);
+	fx_fill(&f, last);
+	segment_name(f.dir, false, name, sizeof(name));
+	snprintf(path, sizeof(path), "%s/%s", f.dir, name);
+	orig = read_whole(path, &size);
+	n = record_offsets(orig, size, offs, 64);
+	ck_assert_uint_ge(n, 2);
+	img = malloc(size);
+	memcpy(img, orig, size);
+	memset(img + offs[n - 1] + RLOG_REC_HDR, 0, 4); /* payload damaged */
+	write_whole(path, img, size);
+
+	f.keep = last;
+	expect_corrupt(&f, name, offs[n - 1]);
+	snprintf(want, sizeof(want), "expected record %llu, which",
+		 (unsigned long long)last);
+	ck_assert_msg(strstr(f.err, want) != NULL, "%s", f.err);
+	ck_assert_msg(strstr(f.err, "already applied") != NULL, "%s", f.err);
+	after = read_whole(path, &size2);
+	ck_assert_uint_eq(size2, size);
+	ck_assert(memcmp(after, img, size) == 0);
+	free(after);
+
+	f.keep = last - 1; /* the record was never applied: a torn tail */
+	fx_open(&f);
+	check_loaded(&f, 1, last - 1, term_one);
+	ck_assert_msg(strstr(f.ld.notice, name) != NULL, "%s", f.ld.notice);
+	fx_close(&f);
+	free(img);
+	free(orig);
 	fx_done(&f);
 }
 END_TEST
@@ -1667,6 +1715,7 @@ static Suite *log_suite(void)
 	tcase_add_test(tc,
 		       test_torn_tail_at_every_byte_of_the_last_record_is_cut);
 	tcase_add_test(tc, test_flipped_bit_in_a_middle_record_is_corruption);
+	tcase_add_test(tc, test_damaged_last_record_already_applied_is_not_cut);
 	tcase_add_test(tc, test_bad_record_in_an_earlier_segment_is_corruption);
 	tcase_add_test(tc, test_flipped_bit_in_a_segment_header_is_corruption);
 	tcase_add_test(tc, test_flipped_bit_in_the_metadata_file_is_corruption);

@@ -168,7 +168,14 @@ static int check_restore(const struct raft_config *c,
 		prev = e->term;
 	}
 	if (rs->applied > rs->n_entries) {
-		return fail(errmsg, errlen, "applied is beyond the log");
+		if (errmsg != NULL && errlen > 0) {
+			snprintf(errmsg, errlen,
+				 "the state machine has applied index %llu but "
+				 "the log ends at %zu: committed entries are "
+				 "missing from the log",
+				 (unsigned long long)rs->applied, rs->n_entries);
+		}
+		return RAFT_EINVAL;
 	}
 	return RAFT_OK;
 }

@@ -142,6 +142,13 @@ static int bad_record(struct rlog *l, const struct seg_scan *s, uint64_t off,
 			       "%s, expected record %" PRIu64
 			       " (not the last segment, so not a torn tail)",
 			       what, expect);
+	if (expect != 0 && expect <= l->opts.keep)
+		return corrupt(errmsg, errlen, l->dir, s->name, off,
+			       "%s, expected record %" PRIu64
+			       ", which the state machine has already applied "
+			       "(up to %" PRIu64 "): it was committed, so it "
+			       "is not a torn tail and is not cut",
+			       what, expect, l->opts.keep);
 	next = find_valid_record(s, scan_from);
 	if (next != 0)
 		return corrupt(

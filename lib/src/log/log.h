@@ -39,6 +39,11 @@ struct rlog_options {
 	/* Write every record through the worker thread, never with direct
 	 * writes from the loop thread (dio.c). */
 	bool no_direct;
+	/* Entries up to here are known to be committed (the state machine
+	 * has applied them). A damaged record at or below it is never cut as
+	 * a torn tail: the log refuses to open instead, and nothing is
+	 * written. 0: no such knowledge. */
+	raft_index keep;
 };
 
 #define RLOG_DEFAULT_SPIN_US 100

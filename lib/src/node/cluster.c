@@ -329,6 +329,17 @@ static bool same_members(const struct raft_member *a, size_t na,
 	return true;
 }
 
+/* Whether dir/log holds a term and vote: the node ran as a member. (A
+ * first start that failed leaves at most an empty segment; entries never
+ * exist without the term file, the log refuses that.) */
+static bool holds_log(const char *dir)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/log/meta", dir);
+	return access(path, F_OK) == 0;
+}
+
 int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 		      struct node_cluster *c, char *errmsg, size_t errlen)
 {
@@ -351,6 +362,18 @@ int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 	}
 	snprintf(path, sizeof(path), "%s/%s", dir, CLUSTER_FILE);
 	rc = read_cluster(path, c, errmsg, errlen);
+	if (rc == RAFT_ENOTFOUND && holds_log(dir)) {
+		/* Without the file nothing says whose log this is: taking it
+		 * as a first start would let any id adopt another member's
+		 * votes and entries. */
+		node_errf(errmsg, errlen,
+			  "%s holds a Raft log but no %s file, which names "
+			  "the member it belongs to; restore %s from a backup "
+			  "of this data directory (never start the directory "
+			  "under another member's id)",
+			  dir, CLUSTER_FILE, path);
+		return RAFT_ECORRUPT;
+	}
 	if (rc == RAFT_ENOTFOUND) {
 		/* First start: bootstrap from the configuration. */
 		if (cfg->n_members == 0) {

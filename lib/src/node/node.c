@@ -287,6 +287,7 @@ static int open_core(struct raft_node *n, char *errmsg, size_t errlen)
 			  raft_strerror(rc));
 		return rc;
 	}
+	lo.keep = applied;
 	memset(&loaded, 0, sizeof(loaded));
 	rc = rlog_open(n->loop, n->log_dir, &lo, &n->log, &loaded, errmsg,
 		       errlen);
