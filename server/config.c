@@ -576,12 +576,47 @@ static void report_bad_flag(char **argv, int c)
 	fprintf(stderr, "Try 'kvd --help'.\n");
 }
 
+/* The heartbeat interval must be shorter than the election timeout. The
+ * message names the setting that was given, the one to change; with both
+ * given, both. */
+static int check_ticks(const struct kvd_config *cfg)
+{
+	struct raft_node_config defaults;
+	unsigned election, heartbeat;
+
+	raft_node_config_init(&defaults);
+	election =
+	    cfg->election_ticks ? cfg->election_ticks : defaults.election_ticks;
+	heartbeat = cfg->heartbeat_ticks ? cfg->heartbeat_ticks
+					 : defaults.heartbeat_ticks;
+	if (heartbeat < election)
+		return 0;
+	if (cfg->heartbeat_ticks == 0)
+		fprintf(stderr,
+			"kvd: --election-ticks: %u must be greater than "
+			"--heartbeat-ticks, which is %u by default (the "
+			"default --election-ticks is %u)\n",
+			election, heartbeat, defaults.election_ticks);
+	else if (cfg->election_ticks == 0)
+		fprintf(stderr,
+			"kvd: --heartbeat-ticks: %u must be less than "
+			"--election-ticks, which is %u by default (the "
+			"default --heartbeat-ticks is %u)\n",
+			heartbeat, election, defaults.heartbeat_ticks);
+	else
+		fprintf(stderr,
+			"kvd: --heartbeat-ticks %u must be less than "
+			"--election-ticks %u (defaults: heartbeat %u, "
+			"election %u)\n",
+			heartbeat, election, defaults.heartbeat_ticks,
+			defaults.election_ticks);
+	return -1;
+}
+
 /* Check what no single key can: required keys, and how they fit. */
 static int validate(struct kvd_config *cfg)
 {
 	const struct raft_member *self = NULL;
-	struct raft_node_config defaults;
-	unsigned election, heartbeat;
 	size_t i;
 
 	if (cfg->id == 0 || cfg->data_dir[0] == '\0' || cfg->n_members == 0 ||
@@ -618,19 +653,8 @@ static int validate(struct kvd_config *cfg)
 			self->addr);
 		return -1;
 	}
-	raft_node_config_init(&defaults);
-	election =
-	    cfg->election_ticks ? cfg->election_ticks : defaults.election_ticks;
-	heartbeat = cfg->heartbeat_ticks ? cfg->heartbeat_ticks
-					 : defaults.heartbeat_ticks;
-	if (heartbeat >= election) {
-		fprintf(stderr,
-			"kvd: --heartbeat-ticks: must be below "
-			"--election-ticks (heartbeat %u%s, election %u%s)\n",
-			heartbeat, cfg->heartbeat_ticks ? "" : " by default",
-			election, cfg->election_ticks ? "" : " by default");
+	if (check_ticks(cfg) != 0)
 		return -1;
-	}
 	if (strcmp(cfg->peer_addr, cfg->client_addr) == 0) {
 		fprintf(stderr,
 			"kvd: --peer-addr and --client-addr are both "

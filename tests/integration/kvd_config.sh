@@ -32,16 +32,27 @@ node_args() {
 		$KVD_TIMING
 }
 
-# Tick settings are flag errors, whichever of the two is left default.
+# Tick settings are flag errors, whichever of the two is left default; the
+# message names the flag that was given, or both when both were.
 # shellcheck disable=SC2046 # node_args is a list of flags
-check "--election-ticks 1 (below the default heartbeat) is a flag error" \
-	kvd_says 2 "kvd: --heartbeat-ticks: must be below --election-ticks" \
+check "--election-ticks 1 (not above the default heartbeat) names --election-ticks" \
+	kvd_says 2 "kvd: --election-ticks: 1 must be greater than --heartbeat-ticks, which is 1 by default (the default --election-ticks is 10)" \
 	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
 	--peers "$IT_PEERS" --election-ticks 1
-check "--heartbeat-ticks 20 (above the default election) is a flag error" \
-	kvd_says 2 "kvd: --heartbeat-ticks: must be below --election-ticks" \
+check "--heartbeat-ticks 20 (above the default election) names --heartbeat-ticks" \
+	kvd_says 2 "kvd: --heartbeat-ticks: 20 must be less than --election-ticks, which is 10 by default (the default --heartbeat-ticks is 1)" \
 	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
 	--peers "$IT_PEERS" --heartbeat-ticks 20
+check "--election-ticks 3 --heartbeat-ticks 3 names both" \
+	kvd_says 2 "kvd: --heartbeat-ticks 3 must be less than --election-ticks 3" \
+	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
+	--peers "$IT_PEERS" --election-ticks 3 --heartbeat-ticks 3
+printf 'election-ticks = 1\n' >"$IT_TMP/ticks.ini"
+check "election-ticks = 1 in a config file names --election-ticks too" \
+	kvd_says 2 "kvd: --election-ticks: 1 must be greater than --heartbeat-ticks" \
+	--config "$IT_TMP/ticks.ini" \
+	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
+	--peers "$IT_PEERS"
 check "... and neither opened a data directory" [ ! -e "$IT_TMP/x" ]
 
 # A data directory that is a file, or cannot be made, is named on stderr.
