@@ -31,6 +31,15 @@
  * RAFT_ENOTLEADER (see above), RAFT_EBUSY, RAFT_EUNAVAIL (shutting down or
  * failed; nothing done), and whatever the store's callbacks report.
  *
+ * Listener states:
+ *
+ *     accepting --(kvd_listener_drain)--> draining: the listening socket
+ *         is closed, so the kernel refuses new connections; requests on
+ *         open connections are answered RAFT_EUNAVAIL
+ *     accepting or draining --(kvd_listener_close)--> closing: the
+ *         listening socket closes if still open; connections flush and
+ *         close --(every connection and handle closed)--> freed
+ *
  * Connection states:
  *
  *     open --(bad input, queue overflow, EOF, read error)--> closing
@@ -118,6 +127,7 @@ struct kvd_listener {
 	size_t n_conns;
 	unsigned open_handles;
 	bool draining;
+	bool tcp_closing; /* the listening socket is closed: no accepts */
 	bool closing;
 	bool timer_closing;
 	void (*close_cb)(void *arg);
@@ -708,14 +718,19 @@ static void connection_cb(uv_stream_t *server, int status)
 	if (rv == 0)
 		remote_name(&conn->tcp, conn->remote, sizeof(conn->remote));
 	if (rv != 0 || l->draining || l->n_conns >= l->o.max_clients) {
+		/* Draining closes the listening socket, so a connection
+		 * should not get here then; should one, it is refused. */
 		/* TODO(kvd): rate-limit this line; a client that reconnects
 		 * in a loop while the limit holds floods the log. */
-		if (rv == 0)
-			kvd_log(
-			    RAFT_LOG_WARN, "refusing client connection",
-			    "remote=%s reason=\"%s\" limit=%u", conn->remote,
-			    l->draining ? "shutting down" : "too many clients",
-			    l->o.max_clients);
+		if (rv == 0 && l->draining)
+			kvd_log(RAFT_LOG_WARN, "refusing client connection",
+				"remote=%s reason=\"shutting down\"",
+				conn->remote);
+		else if (rv == 0)
+			kvd_log(RAFT_LOG_WARN, "refusing client connection",
+				"remote=%s reason=\"too many clients\" "
+				"clients=%zu limit=%u",
+				conn->remote, l->n_conns, l->o.max_clients);
 		uv_close((uv_handle_t *)&conn->tcp, refused_closed_cb);
 		return;
 	}
@@ -812,6 +827,7 @@ int kvd_listener_start(uv_loop_t *loop, struct kv_store *store,
 		/* The handles close, and l is freed, once the loop runs. */
 		l->closing = true;
 		l->timer_closing = true;
+		l->tcp_closing = true;
 		uv_close((uv_handle_t *)&l->tcp, listener_handle_closed_cb);
 		uv_close((uv_handle_t *)&l->flush_timer,
 			 listener_handle_closed_cb);
@@ -827,9 +843,21 @@ void kvd_listener_set_store(struct kvd_listener *l, struct kv_store *store)
 	l->store = store;
 }
 
+/* Close the listening socket, once: the kernel then refuses new
+ * connections (and resets any it completed that were not accepted yet),
+ * so that a client sees "connection refused" before it sends anything. */
+static void listener_stop_accepting(struct kvd_listener *l)
+{
+	if (l->tcp_closing)
+		return;
+	l->tcp_closing = true;
+	uv_close((uv_handle_t *)&l->tcp, listener_handle_closed_cb);
+}
+
 void kvd_listener_drain(struct kvd_listener *l)
 {
 	l->draining = true;
+	listener_stop_accepting(l);
 }
 
 static void listener_maybe_free(struct kvd_listener *l)
@@ -888,7 +916,7 @@ void kvd_listener_close(struct kvd_listener *l, void (*cb)(void *arg),
 	/* The store is closed: no answer comes after these. */
 	flusher_cb(&l->flusher);
 	uv_close((uv_handle_t *)&l->flusher, listener_handle_closed_cb);
-	uv_close((uv_handle_t *)&l->tcp, listener_handle_closed_cb);
+	listener_stop_accepting(l);
 	for (conn = l->conns; conn != NULL; conn = conn->next) {
 		if (conn->closing)
 			continue;

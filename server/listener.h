@@ -27,14 +27,16 @@ int kvd_listener_start(uv_loop_t *loop, struct kv_store *store,
 		       const struct kvd_listener_options *o,
 		       struct kvd_listener **out, char *errmsg, size_t errlen);
 
-/* Stop accepting connections and requests: requests that arrive from now on
- * are answered RAFT_EUNAVAIL ("shutting down") without touching the store.
- * Answers to requests already in the store still go out. Call this before
- * closing the store. */
 /* Attach the store that requests go to. The listener may be started with
  * no store; it must get one before the loop runs. */
 void kvd_listener_set_store(struct kvd_listener *l, struct kv_store *store);
 
+/* Stop accepting connections and requests. The listening socket closes at
+ * once, so the kernel refuses new connections (a client sees "connection
+ * refused" before it has sent anything). Requests that arrive on open
+ * connections from now on are answered RAFT_EUNAVAIL ("shutting down")
+ * without touching the store. Answers to requests already in the store
+ * still go out. Call this before closing the store. */
 void kvd_listener_drain(struct kvd_listener *l);
 
 /* Flush what is queued (for at most a second), close every connection and

@@ -5,9 +5,12 @@
  *
  * Stop, on SIGTERM or SIGINT (or when the node fails on storage):
  *
- *     running --signal--> draining: new client requests are refused
- *         (RAFT_EUNAVAIL), the store closes and fails what it still holds
- *         (RAFT_ESHUTDOWN: outcome unknown to those clients)
+ *     running --signal--> draining: the client port closes first, so
+ *         that a new connection is refused by the kernel before a client
+ *         sends anything (it tries another node); requests on open
+ *         connections are refused (RAFT_EUNAVAIL); the store closes and
+ *         fails what it still holds (RAFT_ESHUTDOWN: outcome unknown to
+ *         those clients)
  *     --store closed--> flushing: answers already queued go out (at most a
  *         second), client connections close
  *     --listener closed--> signal handlers close, the loop ends, exit.
@@ -71,9 +74,10 @@ static void stop(struct kvd *d, int exit_code, const char *why)
 		return;
 	d->stopping = true;
 	d->exit_code = exit_code;
+	/* Before anything else: no connection accepted from here on. */
+	kvd_listener_drain(d->listener);
 	kvd_log(exit_code == 0 ? RAFT_LOG_INFO : RAFT_LOG_ERROR,
 		"shutting down", "reason=\"%s\"", why);
-	kvd_listener_drain(d->listener);
 	kv_store_close(d->store, store_closed_cb, d);
 }
 

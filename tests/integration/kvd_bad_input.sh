@@ -156,7 +156,7 @@ check_out "... with one log line" 2 count "client is not reading its answers"
 
 check "a client over --max-clients is turned away" \
 	python3 "$IT_TMP/rawclient.py" "$(client_addr 2)" max-clients
-check "... with a log line" grep -q 'msg="refusing client connection".*reason="too many clients"' "$(log_of 2)"
+check "... with a log line naming the limit" grep -q 'msg="refusing client connection".*reason="too many clients" clients=2 limit=2$' "$(log_of 2)"
 check "node 2 serves again once those clients left" \
 	wait_for 5 kvctl_at 2 --timeout 1s status
 

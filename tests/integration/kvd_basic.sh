@@ -134,9 +134,36 @@ import json, sys
 n = json.load(sys.stdin)
 print(len([x for x in n if x[\"ok\"]]), len([x for x in n if x.get(\"role\") == \"leader\"]))'"
 
+# The first thing a node does on SIGTERM is to close its client port: a
+# client that connects once the node logged that it is shutting down is
+# refused by the kernel before it sends anything, so a put through that
+# node alone fails cleanly (exit 3, nothing changed), never as unknown
+# (exit 4). A node that has already exited refuses the same way.
+# shellcheck disable=SC2317 # called through check
+shutting_down() { # poll often: the node may take only ~30 ms to stop
+	local i
+	for ((i = 0; i < 1000; i++)); do
+		grep -q 'msg="shutting down"' "$(log_of "$1")" && return 0
+		sleep 0.01
+	done
+	return 1
+}
+kill -TERM "$(node_pid "$leader")"
+check "the stopping node logs that it is shutting down" \
+	shutting_down "$leader"
+check_rc "a put through the stopping node alone exits 3, not 4" 3 \
+	kvctl_at "$leader" --timeout 1s put during-stop x
+wait_exit "$leader"
+check "no connection was accepted only to be closed for the shutdown" \
+	bash -c "! grep -q 'refusing client connection.*shutting down' '$(log_of "$leader")'"
+
 # SIGTERM: every node exits 0 and says so.
 for k in 1 2 3; do
-	stop_node "$k" TERM
+	if [ "$k" = "$leader" ]; then
+		wait_exit "$k" # signalled above
+	else
+		stop_node "$k" TERM
+	fi
 	check "node $k exits 0 on SIGTERM" [ "$STOP_RC" = 0 ]
 	check "node $k logged its shutdown" grep -q 'msg="stopped"' "$(log_of "$k")"
 done

@@ -119,7 +119,7 @@ for k in 1 2 3; do
 	fi
 done
 for k in "${others[@]}"; do kill -TERM "$(node_pid "$k")"; done
-for k in "${others[@]}"; do stop_node "$k" TERM; done
+for k in "${others[@]}"; do wait_exit "$k"; done
 
 t0=$(now_ms)
 check_rc "without a quorum a write fails with exit 3" 3 \

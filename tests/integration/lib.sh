@@ -102,9 +102,14 @@ node_pid() {
 # stop_node K SIGNAL: signal node K and wait (up to 10 s) until it exits;
 # its exit status is left in STOP_RC.
 stop_node() {
-	local pid i
-	pid=$(node_pid "$1")
-	kill "-$2" "$pid" 2>/dev/null
+	kill "-$2" "$(node_pid "$1")" 2>/dev/null
+	wait_exit "$1"
+}
+
+# wait_exit K: wait (up to 10 s) until node K exits, without signalling
+# it; its exit status is left in STOP_RC.
+wait_exit() {
+	local i
 	for ((i = 0; i < 200; i++)); do
 		[ -s "$IT_TMP/node$1.rc" ] && break
 		sleep 0.05
