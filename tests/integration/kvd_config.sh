@@ -88,10 +88,13 @@ check "--peer-addr on another port than this node's entry is refused" \
 check "... and nothing was stored" [ ! -e "$IT_TMP/x/cluster" ]
 
 # A peer port in use is reported as such, and the first start stores no
-# member list: the same directory starts once the port is free.
+# member list: the same directory starts once the port is free. The
+# squatters set SO_REUSEADDR, as kvd does, so that a connection of an
+# earlier run left in TIME_WAIT on the port does not stop their bind.
 python3 -c '
 import socket, sys, time
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", 23401))
 s.listen()
 print("up", flush=True)
@@ -113,6 +116,7 @@ python3 -c '
 import socket, sys, time
 host, port = sys.argv[1].rsplit(":", 1)
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind((host, int(port)))
 s.listen()
 print("up", flush=True)
