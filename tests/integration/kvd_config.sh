@@ -159,6 +159,22 @@ check "a data directory with a log but no cluster file is refused (exit 1)" \
 	--peers "$IT_PEERS" $KVD_TIMING
 check "... and no cluster file was written" [ ! -e "$IT_TMP/copy3/cluster" ]
 
+# A damaged cluster file is refused with advice that keeps the member's
+# votes and log: restore the file, or rebuild it from another member's,
+# which differs only in its self= line; never an empty data directory.
+sed 's/^member=1 .*/member=1/' "$IT_TMP/node3/cluster" >"$IT_TMP/copy3/cluster"
+check "a damaged cluster file is refused with safe advice (exit 1)" \
+	kvd_says 1 "is damaged (line 4); restore it from a backup of this data directory, or copy the cluster file of another member and set its self= line to this member's id; never start this member on an empty data directory" \
+	--id 3 --data-dir "$IT_TMP/copy3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+check "... which does not suggest starting with an empty one" \
+	bash -c "! timeout 10 '$KVD' --id 3 --data-dir '$IT_TMP/copy3' \
+		--client-addr $(client_addr 3) --peers $IT_PEERS 2>&1 |
+		grep -q 'start with an empty'"
+check "another member's cluster file with its self= line set is this one's" \
+	bash -c "sed 's/^self=2\$/self=3/' '$IT_TMP/node2/cluster' |
+		cmp -s - '$IT_TMP/node3/cluster'"
+
 # Every log message the documentation names is one kvd writes.
 # shellcheck disable=SC2317 # called through check
 doc_msgs_exist() {

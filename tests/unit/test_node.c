@@ -722,8 +722,10 @@ START_TEST(test_restart_with_conflicting_members_is_refused)
 }
 END_TEST
 
-/* A damaged cluster file is reported as RAFT_ECORRUPT naming the file,
- * and is left as it was. */
+/* A damaged cluster file is reported as RAFT_ECORRUPT naming the file and
+ * the line, and is left as it was. The advice is to restore the file, and
+ * never to start the member on an empty data directory, which would
+ * forget its votes and log. */
 START_TEST(test_damaged_cluster_file_is_refused)
 {
 	struct cluster c;
@@ -739,17 +741,25 @@ START_TEST(test_damaged_cluster_file_is_refused)
 	snprintf(path, sizeof(path), "%s/cluster", c.dirs[0]);
 	f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
-	fputs("libraft-cluster 1\ncluster_id=7\nmember=one two\n", f);
+	fputs("libraft-cluster 2\nself=1\ncluster_id=7\nmember=one two\n", f);
 	fclose(f);
 
 	store_config(&c, 0, &cfg);
 	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
 	ck_assert_int_eq(rc, RAFT_ECORRUPT);
 	ck_assert_ptr_nonnull(strstr(errmsg, path));
+	ck_assert_msg(strstr(errmsg, "damaged (line 4)") != NULL, "%s", errmsg);
+	ck_assert_msg(strstr(errmsg, "restore it from a backup") != NULL, "%s",
+		      errmsg);
+	ck_assert_msg(strstr(errmsg, "never start this member on an empty") !=
+			  NULL,
+		      "%s", errmsg);
+	ck_assert_msg(strstr(errmsg, "start with an empty") == NULL, "%s",
+		      errmsg);
 	f = fopen(path, "r");
 	ck_assert_ptr_nonnull(f);
 	ck_assert_ptr_nonnull(fgets(back, sizeof(back), f));
-	ck_assert_str_eq(back, "libraft-cluster 1\n");
+	ck_assert_str_eq(back, "libraft-cluster 2\n");
 	fclose(f);
 	cluster_stop(&c);
 }
@@ -807,6 +817,8 @@ START_TEST(test_cluster_file_without_own_id_is_refused)
 	ck_assert_int_eq(rc, RAFT_ECORRUPT);
 	ck_assert_ptr_null(s);
 	ck_assert_msg(strstr(errmsg, "self=ID") != NULL, "%s", errmsg);
+	ck_assert_msg(strstr(errmsg, "start with an empty") == NULL, "%s",
+		      errmsg);
 	cluster_stop(&c);
 }
 END_TEST

@@ -289,11 +289,19 @@ static int read_cluster(const char *path, struct node_cluster *c, char *errmsg,
 	fclose(f);
 	return rc;
 
+	/* The advice never includes an empty data directory: a member that
+	 * restarts empty has forgotten its vote and its log, which the
+	 * cluster counts on (a second vote in a term, or a committed entry
+	 * lost from a majority). Every member's file holds the same members
+	 * and cluster id; only self= differs. */
 bad:
 	fclose(f);
 	node_errf(errmsg, errlen,
-		  "%s is damaged (line %u); restore it from another copy of "
-		  "this node's data directory or start with an empty one",
+		  "%s is damaged (line %u); restore it from a backup of this "
+		  "data directory, or copy the cluster file of another member "
+		  "and set its self= line to this member's id; never start "
+		  "this member on an empty data directory (it would forget "
+		  "its votes and log)",
 		  path, lineno);
 	return RAFT_ECORRUPT;
 
@@ -303,8 +311,9 @@ old:
 		  "%s was written by an older version and does not record "
 		  "which member this data directory belongs to; if you are "
 		  "sure which it is, replace its first line with '%s' and add "
-		  "a line 'self=ID' with that member's id, or start with an "
-		  "empty data directory",
+		  "a line 'self=ID' with that member's id; never start this "
+		  "member on an empty data directory (it would forget its "
+		  "votes and log)",
 		  path, CLUSTER_MAGIC);
 	return RAFT_ECORRUPT;
 }
