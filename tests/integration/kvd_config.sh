@@ -56,11 +56,23 @@ check "election-ticks = 1 in a config file names --election-ticks too" \
 check "... and neither opened a data directory" [ ! -e "$IT_TMP/x" ]
 
 # A data directory that is a file, or cannot be made, is named on stderr.
-touch "$IT_TMP/afile"
+# A file where the directory should be is a configuration mistake that a
+# restart cannot mend: exit 2, as docs/operations.md and kvd(1) say.
+echo keep >"$IT_TMP/afile"
 check "a --data-dir that is a file is refused as such (exit 2)" \
 	kvd_says 2 "kvd: --data-dir $IT_TMP/afile exists and is not a directory" \
 	--id 1 --data-dir "$IT_TMP/afile" --client-addr "$(client_addr 1)" \
 	--peers "$IT_PEERS"
+check "... and the file is left as it was" \
+	[ "$(cat "$IT_TMP/afile")" = keep ]
+ln -s afile "$IT_TMP/alink"
+check "a --data-dir that is a link to a file is refused the same (exit 2)" \
+	kvd_says 2 "kvd: --data-dir $IT_TMP/alink exists and is not a directory" \
+	--id 1 --data-dir "$IT_TMP/alink" --client-addr "$(client_addr 1)" \
+	--peers "$IT_PEERS"
+check "the docs give exit 2 for a --data-dir that is not a directory" \
+	bash -c "grep -A3 '^Exit codes' docs/operations.md | tr '\n' ' ' |
+		grep -q '2 for .*--data-dir. that exists but is not a directory'"
 check "a --data-dir that cannot be created is named (exit 1)" \
 	kvd_says 1 "kvd: cannot create the data directory $IT_TMP/afile/sub" \
 	--id 1 --data-dir "$IT_TMP/afile/sub" --client-addr "$(client_addr 1)" \
