@@ -1318,6 +1318,34 @@ START_TEST(test_enospc_fails_with_enospc_and_loses_nothing_durable)
 }
 END_TEST
 
+/* A fresh log on a full file system fails to open with RAFT_ENOSPC and a
+ * message that names the segment file and the space the log needs: the
+ * segment and a spare of the same size. Nothing is left behind. */
+START_TEST(test_no_space_for_the_first_segment_says_how_much_is_needed)
+{
+	struct fx f;
+	struct stat st;
+	char path[600];
+
+	fx_init(&f, 0); /* the default segment size, 64 MiB */
+	rlog_io.no_spare = true;
+	rlog_io.pwritev = enospc_pwritev;
+	ck_assert_int_eq(fx_try_open(&f), RAFT_ENOSPC);
+	ck_assert_ptr_null(f.log);
+	ck_assert_msg(strstr(f.err, "/00000000000000000001.seg.tmp: write: ") !=
+			  NULL,
+		      "%s", f.err);
+	ck_assert_msg(strstr(f.err, strerror(ENOSPC)) != NULL, "%s", f.err);
+	ck_assert_msg(strstr(f.err,
+			     "this log segment takes 64 MiB, and the log "
+			     "needs about 128 MiB free") != NULL,
+		      "%s", f.err);
+	snprintf(path, sizeof(path), "%s/00000000000000000001.seg.tmp", f.dir);
+	ck_assert_int_ne(stat(path, &st), 0);
+	fx_done(&f);
+}
+END_TEST
+
 /* A failed metadata write fails the request before its entries are
  * written, so no entry is stored with a term the metadata lacks. */
 START_TEST(test_failed_metadata_write_stores_no_entry_of_the_request)
@@ -1743,6 +1771,8 @@ static Suite *log_suite(void)
 		       test_failed_fdatasync_fails_requests_and_stays_failed);
 	tcase_add_test(tc,
 		       test_enospc_fails_with_enospc_and_loses_nothing_durable);
+	tcase_add_test(
+	    tc, test_no_space_for_the_first_segment_says_how_much_is_needed);
 	tcase_add_test(
 	    tc, test_failed_metadata_write_stores_no_entry_of_the_request);
 

@@ -196,6 +196,40 @@ static int zero_fill(int fd, uint64_t size)
 	return rc;
 }
 
+/* "64 MiB", "12 KiB" or "4100 bytes". */
+static void format_size(char *buf, size_t len, uint64_t size)
+{
+	if (size % (1024 * 1024) == 0)
+		snprintf(buf, len, "%" PRIu64 " MiB", size / (1024 * 1024));
+	else if (size % 1024 == 0)
+		snprintf(buf, len, "%" PRIu64 " KiB", size / 1024);
+	else
+		snprintf(buf, len, "%" PRIu64 " bytes", size);
+}
+
+/* A segment could not be allocated (errno set): io_error's message, and
+ * when the file system is full, how much space the log needs. */
+static int seg_alloc_error(char *errmsg, size_t errlen, const struct rlog *l,
+			   const char *name, const char *call, uint64_t size)
+{
+	char need[32], twice[32];
+	int err = errno;
+	int rc = io_error(errmsg, errlen, l, name, call);
+	size_t n = strlen(errmsg);
+
+	if (rc != RAFT_ENOSPC || n >= errlen)
+		return rc;
+	format_size(need, sizeof(need), size);
+	format_size(twice, sizeof(twice), 2 * size);
+	snprintf(errmsg + n, errlen - n,
+		 "; this log segment takes %s, and the log needs about %s "
+		 "free: the segment in use and a spare of the same size "
+		 "prepared ahead",
+		 need, twice);
+	errno = err;
+	return rc;
+}
+
 int rlog_seg_create(struct rlog *l, raft_index first, uint64_t size, bool zero,
 		    char *errmsg, size_t errlen)
 {
@@ -211,8 +245,8 @@ int rlog_seg_create(struct rlog *l, raft_index first, uint64_t size, bool zero,
 		return io_error(errmsg, errlen, l, tmp, "open");
 	if (zero ? zero_fill(fd, size) != 0
 		 : rlog_io.fallocate(fd, 0, (off_t)size) != 0) {
-		rc = io_error(errmsg, errlen, l, tmp,
-			      zero ? "write" : "fallocate");
+		rc = seg_alloc_error(errmsg, errlen, l, tmp,
+				     zero ? "write" : "fallocate", size);
 		close(fd);
 		rlog_io.unlinkat(l->dirfd, tmp);
 		return rc;
