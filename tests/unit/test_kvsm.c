@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1056,6 +1057,135 @@ START_TEST(unknown_format_is_refused)
 }
 END_TEST
 
+/* Sizes a store's file is cut to while closed, by loop index: empty, inside
+ * the first meta page, inside the second, just the two meta pages (what
+ * `truncate -s 8192` leaves on 4 KiB pages), and one byte into the data
+ * pages. */
+static off_t damaged_size(int i)
+{
+	off_t page = (off_t)sysconf(_SC_PAGESIZE);
+	const off_t sizes[] = {0, 100, page + 100, 2 * page, 3 * page + 1};
+
+	return sizes[i];
+}
+
+#define DAMAGED_SIZES 5
+
+/* A store of 100 keys (about 30 KiB) in dir, closed, its file then cut to
+ * size bytes; path is set to the file. */
+static void store_cut(const char *dir, char *path, size_t len, off_t size)
+{
+	struct raft_entry e[100];
+	struct kvsm_result r[100];
+	struct kvsm *kv;
+	struct stat st;
+
+	kv = store_open(dir, &fast);
+	fill_batch(e, 100, 1);
+	ck_assert_int_eq(kvsm_apply(kv, e, 100, r), RAFT_OK);
+	entries_free(e, 100);
+	kvsm_close(kv);
+	snprintf(path, len, "%s/kv.mdb", dir);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_gt(st.st_size, 3 * sysconf(_SC_PAGESIZE) + 1);
+	ck_assert_int_eq(truncate(path, size), 0);
+}
+
+/* A store whose file was cut short while closed is refused by default,
+ * never read (a page past the end of the mapped file would be SIGBUS):
+ * RAFT_ECORRUPT, naming the file, which is left as it was. */
+START_TEST(damaged_file_is_refused_without_rebuild)
+{
+	char dir[300], path[320], msg[512], want[400];
+	struct kvsm *kv = NULL;
+	struct stat st;
+	off_t size = damaged_size(_i);
+
+	store_dir(dir, sizeof dir);
+	store_cut(dir, path, sizeof path, size);
+
+	ck_assert_int_eq(kvsm_open(dir, &fast, &kv, msg, sizeof msg),
+			 RAFT_ECORRUPT);
+	ck_assert_ptr_null(kv);
+	ck_assert_msg(strstr(msg, path) != NULL, "no file named in: %s", msg);
+	if (size == 2 * sysconf(_SC_PAGESIZE)) {
+		snprintf(want, sizeof want,
+			 "%s is %lld bytes but its last page ends at byte ",
+			 path, (long long)size);
+		ck_assert_msg(strstr(msg, want) != NULL, "got: %s", msg);
+	}
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, size);
+}
+END_TEST
+
+/* With rebuild_damaged the same store is discarded: it opens empty at
+ * applied index 0, says which file was damaged and how, and a replay from
+ * index 1 rebuilds it for good. */
+START_TEST(damaged_file_is_discarded_with_rebuild)
+{
+	struct kvsm_options o = {.no_sync = true, .rebuild_damaged = true};
+	struct raft_entry e[100];
+	struct kvsm_result r[100];
+	char dir[300], path[320], val[FILL_VALUE];
+	struct kvsm *kv;
+	uint64_t n;
+
+	store_dir(dir, sizeof dir);
+	store_cut(dir, path, sizeof path, damaged_size(_i));
+
+	kv = store_open(dir, &o);
+	ck_assert(kvsm_discarded(kv));
+	ck_assert_msg(strstr(kvsm_notice(kv), path) != NULL, "notice: %s",
+		      kvsm_notice(kv));
+	ck_assert_ptr_nonnull(strstr(kvsm_notice(kv), "rebuilt from the log"));
+	expect_applied(kv, 0, 0);
+	ck_assert_int_eq(kvsm_count(kv, &n), RAFT_OK);
+	ck_assert_uint_eq(n, 0);
+	fill_batch(e, 100, 1);
+	ck_assert_int_eq(kvsm_apply(kv, e, 100, r), RAFT_OK);
+	entries_free(e, 100);
+	kvsm_close(kv);
+
+	kv = store_open(dir, &o);
+	ck_assert(!kvsm_discarded(kv));
+	ck_assert_str_eq(kvsm_notice(kv), "");
+	expect_applied(kv, 100, 1);
+	memset(val, 'a' + 100 % 26, sizeof val); /* as fill_batch wrote it */
+	expect_value(kv, "key-000100", 10, val, sizeof val);
+	kvsm_close(kv);
+}
+END_TEST
+
+/* A sound store is not taken for a damaged one, even when its file is
+ * longer than its last page (LMDB never shrinks it). */
+START_TEST(sound_file_with_spare_room_is_kept)
+{
+	struct kvsm_options o = {.no_sync = true, .rebuild_damaged = true};
+	struct raft_entry e[10];
+	struct kvsm_result r[10];
+	char dir[300], path[320];
+	struct kvsm *kv;
+	struct stat st;
+
+	store_dir(dir, sizeof dir);
+	kv = store_open(dir, &o);
+	fill_batch(e, 10, 1);
+	ck_assert_int_eq(kvsm_apply(kv, e, 10, r), RAFT_OK);
+	entries_free(e, 10);
+	kvsm_close(kv);
+	snprintf(path, sizeof path, "%s/kv.mdb", dir);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(truncate(path, st.st_size + 3 * 4096), 0);
+
+	kv = store_open(dir, &o);
+	ck_assert(!kvsm_discarded(kv));
+	ck_assert_str_eq(kvsm_notice(kv), "");
+	expect_applied(kv, 10, 1);
+	kvsm_close(kv);
+}
+END_TEST
+
 /* Reader side of the concurrency test. */
 struct reader {
 	struct kvsm *kv;
@@ -1185,6 +1315,11 @@ static Suite *kvsm_suite(void)
 	tcase_add_test(tc, empty_key_is_invalid);
 	tcase_add_test(tc, scan_visits_range_in_byte_order);
 	tcase_add_test(tc, unknown_format_is_refused);
+	tcase_add_loop_test(tc, damaged_file_is_refused_without_rebuild, 0,
+			    DAMAGED_SIZES);
+	tcase_add_loop_test(tc, damaged_file_is_discarded_with_rebuild, 0,
+			    DAMAGED_SIZES);
+	tcase_add_test(tc, sound_file_with_spare_room_is_kept);
 	tcase_add_test(tc, concurrent_reads_see_committed_states);
 	suite_add_tcase(s, tc);
 	return s;
