@@ -180,6 +180,14 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_entry *entries,
 	return RAFT_OK;
 }
 
+static const char *fsm_failure(struct raft_fsm *fsm)
+{
+	struct kv_store *s = fsm->data;
+	const char *why = kvsm_failure(s->sm);
+
+	return why[0] != '\0' ? why : NULL;
+}
+
 /* Open and close */
 
 static void node_progress(void *data);
@@ -222,6 +230,7 @@ int kv_store_open(uv_loop_t *loop, const struct kv_config *cfg,
 	s->fsm.data = s;
 	s->fsm.applied = fsm_applied;
 	s->fsm.apply = fsm_apply;
+	s->fsm.failure = fsm_failure;
 	s->fsm.loop_max = 0;
 	nc = cfg->node;
 	nc.fsm = &s->fsm;

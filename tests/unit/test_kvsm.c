@@ -1,5 +1,6 @@
 /* Tests of the LMDB key-value state machine (lib/src/kv/kvsm.c). */
 #include <check.h>
+#include <errno.h>
 #include <ftw.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -8,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1186,6 +1189,107 @@ START_TEST(sound_file_with_spare_room_is_kept)
 }
 END_TEST
 
+/* A full file system: ENOSPC or EDQUOT always; EIO (what LMDB makes of a
+ * short write) only with less than KVSM_FULL_BYTES free to the writer;
+ * any other error never. */
+START_TEST(out_of_space_is_told_from_other_write_errors)
+{
+	struct statvfs vfs;
+
+	memset(&vfs, 0, sizeof vfs);
+	vfs.f_frsize = 4096;
+	vfs.f_bfree = 1000000;
+	vfs.f_bavail = 0; /* the rest is reserved for root */
+
+	ck_assert(kvsm_out_of_space(ENOSPC, NULL, false));
+	ck_assert(kvsm_out_of_space(EDQUOT, NULL, false));
+	ck_assert(kvsm_out_of_space(ENOSPC, &vfs, true));
+	ck_assert(!kvsm_out_of_space(EIO, NULL, false));
+	ck_assert(kvsm_out_of_space(EIO, &vfs, false));
+	ck_assert(!kvsm_out_of_space(EIO, &vfs, true));
+	ck_assert(!kvsm_out_of_space(EBADF, &vfs, false));
+
+	vfs.f_bfree = vfs.f_bavail = KVSM_FULL_BYTES / 4096 - 1;
+	ck_assert(kvsm_out_of_space(EIO, &vfs, false));
+	ck_assert(kvsm_out_of_space(EIO, &vfs, true));
+	vfs.f_bfree = vfs.f_bavail = KVSM_FULL_BYTES / 4096;
+	ck_assert(!kvsm_out_of_space(EIO, &vfs, false));
+	ck_assert(!kvsm_out_of_space(EIO, &vfs, true));
+}
+END_TEST
+
+/* Child of the test below: a commit cut short by a file size limit (a
+ * short write, which LMDB reports as EIO) while the disk has room. Exits 0
+ * when it failed with RAFT_EIO, not RAFT_ENOSPC, and kvsm_failure() named
+ * the file, the call and the space left; the failure text goes to fd. */
+static void short_write_run(const char *dir, int fd)
+{
+	static char big[256 * 1024];
+	char path[320], want[400];
+	struct raft_entry e[2];
+	struct kvsm_result r[2];
+	struct rlimit lim;
+	struct kvsm *kv;
+	struct stat st;
+	const char *why;
+	int rc;
+
+	if (kvsm_open(dir, &fast, &kv, NULL, 0) != RAFT_OK) {
+		_exit(2);
+	}
+	snprintf(path, sizeof path, "%s/kv.mdb", dir);
+	if (stat(path, &st) != 0) {
+		_exit(3);
+	}
+	signal(SIGXFSZ, SIG_IGN);
+	lim.rlim_cur = lim.rlim_max = (rlim_t)st.st_size + 64 * 1024;
+	if (setrlimit(RLIMIT_FSIZE, &lim) != 0) {
+		_exit(4);
+	}
+	entry_put(&e[0], 1, 1, "big", 3, big, sizeof big);
+	rc = kvsm_apply(kv, e, 1, r);
+	why = kvsm_failure(kv);
+	if (write(fd, why, strlen(why)) < 0) {
+		_exit(5);
+	}
+	snprintf(want, sizeof want, "%s: commit: %s; ", path, strerror(EIO));
+	if (rc != RAFT_EIO || strstr(why, want) == NULL ||
+	    strstr(why, " bytes free in ") == NULL ||
+	    strstr(why, "full") != NULL) {
+		_exit(1);
+	}
+	/* Fail-stop: the next batch gets the same error. */
+	entry_put(&e[1], 2, 1, "small", 5, "v", 1);
+	_exit(kvsm_apply(kv, &e[1], 1, r) == RAFT_EIO ? 0 : 6);
+}
+
+/* A commit that fails on a short write while the disk has room stays an
+ * I/O error, and kvsm_failure() says where and how much room there was. */
+START_TEST(short_write_with_room_is_an_io_error_named)
+{
+	char dir[300], why[600] = "";
+	int fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	store_dir(dir, sizeof dir);
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		short_write_run(dir, fds[1]);
+	}
+	close(fds[1]);
+	n = read(fds[0], why, sizeof why - 1);
+	why[n > 0 ? n : 0] = '\0';
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child status %d, failure \"%s\"", status, why);
+}
+END_TEST
+
 /* Reader side of the concurrency test. */
 struct reader {
 	struct kvsm *kv;
@@ -1320,6 +1424,8 @@ static Suite *kvsm_suite(void)
 	tcase_add_loop_test(tc, damaged_file_is_discarded_with_rebuild, 0,
 			    DAMAGED_SIZES);
 	tcase_add_test(tc, sound_file_with_spare_room_is_kept);
+	tcase_add_test(tc, out_of_space_is_told_from_other_write_errors);
+	tcase_add_test(tc, short_write_with_room_is_an_io_error_named);
 	tcase_add_test(tc, concurrent_reads_see_committed_states);
 	suite_add_tcase(s, tc);
 	return s;

@@ -23,6 +23,11 @@
  *   RAFT_ENOSPC, and the store refuses every later apply with that error.
  *   A failed fsync may have dropped dirty pages, so carrying on could
  *   report as durable what is not; reopening recovers from what LMDB kept.
+ *   LMDB reports a short write as EIO, which is how a file system that
+ *   fills up in the middle of a write shows: an EIO with next to no space
+ *   left in the directory is reported as RAFT_ENOSPC
+ *   (kvsm_out_of_space()). kvsm_failure() names the file, the call, the
+ *   error and the space left.
  * - A command that does not decode is consumed with result RAFT_EINVAL on
  *   every node alike; it never fails the batch.
  *
@@ -53,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "kv/kvsm.h"
@@ -82,6 +88,7 @@ struct kvsm {
 	bool marked;	/* dir/kv.open exists: remove it at a clean close */
 	bool discarded; /* left open by an earlier boot, or damaged */
 	char notice[512];
+	char failure[512]; /* why an apply failed (kvsm_failure()) */
 };
 
 static void put_u64(unsigned char *p, uint64_t v)
@@ -955,6 +962,57 @@ static int kvsm_apply_entry(struct kvsm *kv, MDB_txn *txn,
 	return rc;
 }
 
+/* Bytes of the file system free to this process: f_bfree for root, who
+ * may use the blocks reserved for it, f_bavail for anyone else. */
+static uint64_t kvsm_free_bytes(const struct statvfs *vfs, bool privileged)
+{
+	uint64_t blocks = privileged ? vfs->f_bfree : vfs->f_bavail;
+
+	return blocks * vfs->f_frsize;
+}
+
+bool kvsm_out_of_space(int err, const struct statvfs *vfs, bool privileged)
+{
+	if (err == ENOSPC || err == EDQUOT) {
+		return true;
+	}
+	return err == EIO && vfs != NULL &&
+	       kvsm_free_bytes(vfs, privileged) < KVSM_FULL_BYTES;
+}
+
+/* An apply failed in call (what LMDB was doing) with LMDB code err: say
+ * why in kv->failure, with the space left for a write error, and return
+ * the code to report, RAFT_ENOSPC whenever the file system is out of
+ * space, even if LMDB saw only a short write (EIO). */
+static int kvsm_fail(struct kvsm *kv, const char *call, int err)
+{
+	struct statvfs vfs;
+	bool root = geteuid() == 0;
+	bool have, full;
+	int n;
+
+	n = snprintf(kv->failure, sizeof kv->failure, "%s/%s: %s: %s", kv->dir,
+		     KVSM_FILE, call, mdb_strerror(err));
+	if (err != EIO && err != ENOSPC && err != EDQUOT) {
+		return kvsm_errno(err);
+	}
+	have = statvfs(kv->dir, &vfs) == 0;
+	full = kvsm_out_of_space(err, have ? &vfs : NULL, root);
+	if (have && n > 0 && (size_t)n < sizeof kv->failure) {
+		snprintf(kv->failure + n, sizeof kv->failure - (size_t)n,
+			 "; %llu bytes free in %s%s",
+			 (unsigned long long)kvsm_free_bytes(&vfs, root),
+			 kv->dir,
+			 full && err == EIO ? ": the file system is full" : "");
+	}
+	return full ? RAFT_ENOSPC : kvsm_errno(err);
+}
+
+const char *kvsm_failure(const struct kvsm *kv)
+{
+	return kv->failure;
+}
+
 /* Entries must be consecutive, and start at or before applied + 1. */
 static bool kvsm_batch_ok(const struct raft_entry *entries, size_t n,
 			  raft_index applied)
@@ -1032,7 +1090,7 @@ static int kvsm_apply_once(struct kvsm *kv, const struct raft_entry *entries,
 		return RAFT_ENOSPC;
 	}
 	if (rc != 0) {
-		kv->failed = kvsm_errno(rc);
+		kv->failed = kvsm_fail(kv, "commit", rc);
 		if (kv->failed == RAFT_ECORRUPT || kv->failed == RAFT_ENOMEM ||
 		    kv->failed == RAFT_EBUSY) {
 			kv->failed = RAFT_EIO;
@@ -1048,7 +1106,7 @@ err_mdb:
 		*map_full = true;
 		rc = RAFT_ENOSPC;
 	} else {
-		rc = kvsm_errno(rc);
+		rc = kvsm_fail(kv, "apply", rc);
 	}
 err_txn:
 	mdb_txn_abort(txn);

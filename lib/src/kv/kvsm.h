@@ -129,9 +129,34 @@ int kvsm_applied(struct kvsm *kv, raft_index *index, raft_term *term);
  * decode, has an empty key or an unknown entry type gets result RAFT_EINVAL
  * and is consumed; an oversize key or value gets RAFT_ETOOBIG. After a
  * failed commit (other than a full map) every later call returns the same
- * error: the store must be reopened (fail-stop, as for the log). */
+ * error: the store must be reopened (fail-stop, as for the log).
+ *
+ * RAFT_ENOSPC covers a file system out of space however LMDB reports it:
+ * ENOSPC or EDQUOT, or EIO (LMDB's code for a short write) while the store's
+ * directory has next to no free space left (kvsm_out_of_space()). */
 int kvsm_apply(struct kvsm *kv, const struct raft_entry *entries, size_t n,
 	       struct kvsm_result *results);
+
+/* Why the last kvsm_apply() that failed on a read or write of the store
+ * failed, for the operator, or "" if none did: the file, the call, the
+ * system error and the free space left in the store's directory, e.g.
+ * "/data/kv/kv.mdb: commit: Input/output error; 0 bytes free in /data/kv:
+ * the file system is full". Read it on the thread that called kvsm_apply(),
+ * or after that call's return has been handed over to another. */
+const char *kvsm_failure(const struct kvsm *kv);
+
+/* Below this many bytes free to the writer, an EIO from a write of the
+ * store is taken for the file system running out of space. */
+#define KVSM_FULL_BYTES (64 * 1024)
+
+struct statvfs;
+
+/* Whether a write that failed with system error err ran out of space: err
+ * is ENOSPC or EDQUOT, or it is EIO and vfs (statvfs() of the store's
+ * directory; NULL if that failed) shows less than KVSM_FULL_BYTES free to
+ * the writer: f_bavail blocks, or f_bfree for a privileged writer, which
+ * may use the blocks reserved for root. */
+bool kvsm_out_of_space(int err, const struct statvfs *vfs, bool privileged);
 
 /* Bytes the map can still grow by for certain: max_map_size less the
  * pages in use (free pages inside the map are not counted). Updated after
