@@ -1,5 +1,6 @@
 /* Tests of the LMDB key-value state machine (lib/src/kv/kvsm.c). */
 #include <check.h>
+#include <errno.h>
 #include <ftw.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -8,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1056,6 +1060,236 @@ START_TEST(unknown_format_is_refused)
 }
 END_TEST
 
+/* Sizes a store's file is cut to while closed, by loop index: empty, inside
+ * the first meta page, inside the second, just the two meta pages (what
+ * `truncate -s 8192` leaves on 4 KiB pages), and one byte into the data
+ * pages. */
+static off_t damaged_size(int i)
+{
+	off_t page = (off_t)sysconf(_SC_PAGESIZE);
+	const off_t sizes[] = {0, 100, page + 100, 2 * page, 3 * page + 1};
+
+	return sizes[i];
+}
+
+#define DAMAGED_SIZES 5
+
+/* A store of 100 keys (about 30 KiB) in dir, closed, its file then cut to
+ * size bytes; path is set to the file. */
+static void store_cut(const char *dir, char *path, size_t len, off_t size)
+{
+	struct raft_entry e[100];
+	struct kvsm_result r[100];
+	struct kvsm *kv;
+	struct stat st;
+
+	kv = store_open(dir, &fast);
+	fill_batch(e, 100, 1);
+	ck_assert_int_eq(kvsm_apply(kv, e, 100, r), RAFT_OK);
+	entries_free(e, 100);
+	kvsm_close(kv);
+	snprintf(path, len, "%s/kv.mdb", dir);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_gt(st.st_size, 3 * sysconf(_SC_PAGESIZE) + 1);
+	ck_assert_int_eq(truncate(path, size), 0);
+}
+
+/* A store whose file was cut short while closed is refused by default,
+ * never read (a page past the end of the mapped file would be SIGBUS):
+ * RAFT_ECORRUPT, naming the file, which is left as it was. */
+START_TEST(damaged_file_is_refused_without_rebuild)
+{
+	char dir[300], path[320], msg[512], want[400];
+	struct kvsm *kv = NULL;
+	struct stat st;
+	off_t size = damaged_size(_i);
+
+	store_dir(dir, sizeof dir);
+	store_cut(dir, path, sizeof path, size);
+
+	ck_assert_int_eq(kvsm_open(dir, &fast, &kv, msg, sizeof msg),
+			 RAFT_ECORRUPT);
+	ck_assert_ptr_null(kv);
+	ck_assert_msg(strstr(msg, path) != NULL, "no file named in: %s", msg);
+	if (size == 2 * sysconf(_SC_PAGESIZE)) {
+		snprintf(want, sizeof want,
+			 "%s is %lld bytes but its last page ends at byte ",
+			 path, (long long)size);
+		ck_assert_msg(strstr(msg, want) != NULL, "got: %s", msg);
+	}
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, size);
+}
+END_TEST
+
+/* With rebuild_damaged the same store is discarded: it opens empty at
+ * applied index 0, says which file was damaged and how, and a replay from
+ * index 1 rebuilds it for good. */
+START_TEST(damaged_file_is_discarded_with_rebuild)
+{
+	struct kvsm_options o = {.no_sync = true, .rebuild_damaged = true};
+	struct raft_entry e[100];
+	struct kvsm_result r[100];
+	char dir[300], path[320], val[FILL_VALUE];
+	struct kvsm *kv;
+	uint64_t n;
+
+	store_dir(dir, sizeof dir);
+	store_cut(dir, path, sizeof path, damaged_size(_i));
+
+	kv = store_open(dir, &o);
+	ck_assert(kvsm_discarded(kv));
+	ck_assert_msg(strstr(kvsm_notice(kv), path) != NULL, "notice: %s",
+		      kvsm_notice(kv));
+	ck_assert_ptr_nonnull(strstr(kvsm_notice(kv), "rebuilt from the log"));
+	expect_applied(kv, 0, 0);
+	ck_assert_int_eq(kvsm_count(kv, &n), RAFT_OK);
+	ck_assert_uint_eq(n, 0);
+	fill_batch(e, 100, 1);
+	ck_assert_int_eq(kvsm_apply(kv, e, 100, r), RAFT_OK);
+	entries_free(e, 100);
+	kvsm_close(kv);
+
+	kv = store_open(dir, &o);
+	ck_assert(!kvsm_discarded(kv));
+	ck_assert_str_eq(kvsm_notice(kv), "");
+	expect_applied(kv, 100, 1);
+	memset(val, 'a' + 100 % 26, sizeof val); /* as fill_batch wrote it */
+	expect_value(kv, "key-000100", 10, val, sizeof val);
+	kvsm_close(kv);
+}
+END_TEST
+
+/* A sound store is not taken for a damaged one, even when its file is
+ * longer than its last page (LMDB never shrinks it). */
+START_TEST(sound_file_with_spare_room_is_kept)
+{
+	struct kvsm_options o = {.no_sync = true, .rebuild_damaged = true};
+	struct raft_entry e[10];
+	struct kvsm_result r[10];
+	char dir[300], path[320];
+	struct kvsm *kv;
+	struct stat st;
+
+	store_dir(dir, sizeof dir);
+	kv = store_open(dir, &o);
+	fill_batch(e, 10, 1);
+	ck_assert_int_eq(kvsm_apply(kv, e, 10, r), RAFT_OK);
+	entries_free(e, 10);
+	kvsm_close(kv);
+	snprintf(path, sizeof path, "%s/kv.mdb", dir);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(truncate(path, st.st_size + 3 * 4096), 0);
+
+	kv = store_open(dir, &o);
+	ck_assert(!kvsm_discarded(kv));
+	ck_assert_str_eq(kvsm_notice(kv), "");
+	expect_applied(kv, 10, 1);
+	kvsm_close(kv);
+}
+END_TEST
+
+/* A full file system: ENOSPC or EDQUOT always; EIO (what LMDB makes of a
+ * short write) only with less than KVSM_FULL_BYTES free to the writer;
+ * any other error never. */
+START_TEST(out_of_space_is_told_from_other_write_errors)
+{
+	struct statvfs vfs;
+
+	memset(&vfs, 0, sizeof vfs);
+	vfs.f_frsize = 4096;
+	vfs.f_bfree = 1000000;
+	vfs.f_bavail = 0; /* the rest is reserved for root */
+
+	ck_assert(kvsm_out_of_space(ENOSPC, NULL, false));
+	ck_assert(kvsm_out_of_space(EDQUOT, NULL, false));
+	ck_assert(kvsm_out_of_space(ENOSPC, &vfs, true));
+	ck_assert(!kvsm_out_of_space(EIO, NULL, false));
+	ck_assert(kvsm_out_of_space(EIO, &vfs, false));
+	ck_assert(!kvsm_out_of_space(EIO, &vfs, true));
+	ck_assert(!kvsm_out_of_space(EBADF, &vfs, false));
+
+	vfs.f_bfree = vfs.f_bavail = KVSM_FULL_BYTES / 4096 - 1;
+	ck_assert(kvsm_out_of_space(EIO, &vfs, false));
+	ck_assert(kvsm_out_of_space(EIO, &vfs, true));
+	vfs.f_bfree = vfs.f_bavail = KVSM_FULL_BYTES / 4096;
+	ck_assert(!kvsm_out_of_space(EIO, &vfs, false));
+	ck_assert(!kvsm_out_of_space(EIO, &vfs, true));
+}
+END_TEST
+
+/* Child of the test below: a commit cut short by a file size limit (a
+ * short write, which LMDB reports as EIO) while the disk has room. Exits 0
+ * when it failed with RAFT_EIO, not RAFT_ENOSPC, and kvsm_failure() named
+ * the file, the call and the space left; the failure text goes to fd. */
+static void short_write_run(const char *dir, int fd)
+{
+	static char big[256 * 1024];
+	char path[320], want[400];
+	struct raft_entry e[2];
+	struct kvsm_result r[2];
+	struct rlimit lim;
+	struct kvsm *kv;
+	struct stat st;
+	const char *why;
+	int rc;
+
+	if (kvsm_open(dir, &fast, &kv, NULL, 0) != RAFT_OK) {
+		_exit(2);
+	}
+	snprintf(path, sizeof path, "%s/kv.mdb", dir);
+	if (stat(path, &st) != 0) {
+		_exit(3);
+	}
+	signal(SIGXFSZ, SIG_IGN);
+	lim.rlim_cur = lim.rlim_max = (rlim_t)st.st_size + 64 * 1024;
+	if (setrlimit(RLIMIT_FSIZE, &lim) != 0) {
+		_exit(4);
+	}
+	entry_put(&e[0], 1, 1, "big", 3, big, sizeof big);
+	rc = kvsm_apply(kv, e, 1, r);
+	why = kvsm_failure(kv);
+	if (write(fd, why, strlen(why)) < 0) {
+		_exit(5);
+	}
+	snprintf(want, sizeof want, "%s: commit: %s; ", path, strerror(EIO));
+	if (rc != RAFT_EIO || strstr(why, want) == NULL ||
+	    strstr(why, " bytes free in ") == NULL ||
+	    strstr(why, "full") != NULL) {
+		_exit(1);
+	}
+	/* Fail-stop: the next batch gets the same error. */
+	entry_put(&e[1], 2, 1, "small", 5, "v", 1);
+	_exit(kvsm_apply(kv, &e[1], 1, r) == RAFT_EIO ? 0 : 6);
+}
+
+/* A commit that fails on a short write while the disk has room stays an
+ * I/O error, and kvsm_failure() says where and how much room there was. */
+START_TEST(short_write_with_room_is_an_io_error_named)
+{
+	char dir[300], why[600] = "";
+	int fds[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	store_dir(dir, sizeof dir);
+	ck_assert_int_eq(pipe(fds), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		close(fds[0]);
+		short_write_run(dir, fds[1]);
+	}
+	close(fds[1]);
+	n = read(fds[0], why, sizeof why - 1);
+	why[n > 0 ? n : 0] = '\0';
+	close(fds[0]);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child status %d, failure \"%s\"", status, why);
+}
+END_TEST
+
 /* Reader side of the concurrency test. */
 struct reader {
 	struct kvsm *kv;
@@ -1185,6 +1419,13 @@ static Suite *kvsm_suite(void)
 	tcase_add_test(tc, empty_key_is_invalid);
 	tcase_add_test(tc, scan_visits_range_in_byte_order);
 	tcase_add_test(tc, unknown_format_is_refused);
+	tcase_add_loop_test(tc, damaged_file_is_refused_without_rebuild, 0,
+			    DAMAGED_SIZES);
+	tcase_add_loop_test(tc, damaged_file_is_discarded_with_rebuild, 0,
+			    DAMAGED_SIZES);
+	tcase_add_test(tc, sound_file_with_spare_room_is_kept);
+	tcase_add_test(tc, out_of_space_is_told_from_other_write_errors);
+	tcase_add_test(tc, short_write_with_room_is_an_io_error_named);
 	tcase_add_test(tc, concurrent_reads_see_committed_states);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1264,6 +1264,7 @@ struct test_fsm {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool hold;
+	const char *why; /* what the failed apply says, NULL before */
 };
 
 static void test_fsm_hold(struct test_fsm *t, bool hold)
@@ -1316,6 +1317,7 @@ static int test_fsm_apply(struct raft_fsm *fsm, const struct raft_entry *e,
 			continue;
 		}
 		if (e[i].len == 4 && memcmp(e[i].data, "fail", 4) == 0) {
+			t->why = "test: the command said fail";
 			rc = RAFT_EIO;
 			break;
 		}
@@ -1328,6 +1330,17 @@ static int test_fsm_apply(struct raft_fsm *fsm, const struct raft_entry *e,
 	}
 	pthread_mutex_unlock(&t->lock);
 	return rc;
+}
+
+static const char *test_fsm_failure(struct raft_fsm *fsm)
+{
+	struct test_fsm *t = fsm->data;
+	const char *why;
+
+	pthread_mutex_lock(&t->lock);
+	why = t->why;
+	pthread_mutex_unlock(&t->lock);
+	return why;
 }
 
 struct solo {
@@ -1373,6 +1386,7 @@ static void solo_start_with(struct solo *s, int port, bool with_log,
 	s->fsm.fsm.data = &s->fsm;
 	s->fsm.fsm.applied = test_fsm_applied;
 	s->fsm.fsm.apply = test_fsm_apply;
+	s->fsm.fsm.failure = test_fsm_failure;
 	s->fsm.fsm.loop_max = loop_max;
 	s->fsm.loop_thread = pthread_self();
 	pthread_mutex_init(&s->fsm.lock, NULL);
@@ -1662,7 +1676,8 @@ END_TEST
 /* A state machine that fails to apply stops the node: the pending
  * proposals fail with RAFT_EIO, the failed callback runs once, later
  * requests fail with RAFT_ESHUTDOWN, the status says failed, and the log
- * hook gets an error line saying what to do. */
+ * hook gets an error line with the state machine's own account of the
+ * failure, saying what to do. */
 START_TEST(test_apply_failure_stops_the_node)
 {
 	struct proposal_wait p[3];
@@ -1692,6 +1707,8 @@ START_TEST(test_apply_failure_stops_the_node)
 	ck_assert_ptr_nonnull(
 	    strstr(s.log.text, "3 msg=\"node stopped after a failure\" id=1 "
 			       "cause=fsm_apply"));
+	ck_assert_ptr_nonnull(
+	    strstr(s.log.text, "detail=\"test: the command said fail\""));
 	ck_assert_ptr_nonnull(strstr(s.log.text, "restart"));
 	solo_stop(&s);
 }

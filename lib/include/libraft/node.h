@@ -124,6 +124,12 @@ struct raft_fsm {
 	 * NULL means not supported. */
 	int (*snapshot)(struct raft_fsm *fsm, void **buf, size_t *len);
 	int (*restore)(struct raft_fsm *fsm, const void *buf, size_t len);
+	/* Optional: why the last apply that returned an error failed, for the
+	 * operator (the file, the call, the system error), or NULL if it has
+	 * nothing to say. The node calls it on the loop thread once apply
+	 * has returned the error, and puts the text in the "node stopped
+	 * after a failure" log line at once, keeping no pointer to it. */
+	const char *(*failure)(struct raft_fsm *fsm);
 };
 
 /* Failover: a follower that hears nothing from the leader for a randomized

@@ -23,6 +23,11 @@
  *   RAFT_ENOSPC, and the store refuses every later apply with that error.
  *   A failed fsync may have dropped dirty pages, so carrying on could
  *   report as durable what is not; reopening recovers from what LMDB kept.
+ *   LMDB reports a short write as EIO, which is how a file system that
+ *   fills up in the middle of a write shows: an EIO with next to no space
+ *   left in the directory is reported as RAFT_ENOSPC
+ *   (kvsm_out_of_space()). kvsm_failure() names the file, the call, the
+ *   error and the space left.
  * - A command that does not decode is consumed with result RAFT_EINVAL on
  *   every node alike; it never fails the batch.
  *
@@ -32,6 +37,10 @@
  *   The marker is written and synced before LMDB writes anything, and
  *   removed only after a clean close has synced the store, so a store that
  *   was open with unsynced writes across a machine crash always leaves it.
+ * - A file damaged while the store was closed (cut short, emptied, meta
+ *   pages LMDB refuses): found by kvsm_open_env() before any page is read,
+ *   since reading a page past the end of the mapped file is SIGBUS, and
+ *   discarded or refused as rebuild_damaged says (kvsm.h).
  *
  * Threads: the map can only be resized while no transaction of this process
  * is open, so readers hold resize_lock shared for the life of their read
@@ -43,11 +52,13 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "kv/kvsm.h"
@@ -75,8 +86,9 @@ struct kvsm {
 	int failed; /* non-zero after a failed commit: returned from then on */
 	char *dir;
 	bool marked;	/* dir/kv.open exists: remove it at a clean close */
-	bool discarded; /* left open by an earlier boot; opened empty */
+	bool discarded; /* left open by an earlier boot, or damaged */
 	char notice[512];
+	char failure[512]; /* why an apply failed (kvsm_failure()) */
 };
 
 static void put_u64(unsigned char *p, uint64_t v)
@@ -123,6 +135,22 @@ static MDB_val kvsm_val(const void *p, size_t len)
 {
 	MDB_val v = {.mv_size = len, .mv_data = (void *)p};
 	return v;
+}
+
+/* Add a sentence to what the operator hears of the open (kvsm_notice()). */
+__attribute__((format(printf, 2, 3))) static void
+kvsm_note(struct kvsm *kv, const char *fmt, ...)
+{
+	size_t used = strlen(kv->notice);
+	va_list ap;
+
+	if (used > 0 && used + 2 < sizeof kv->notice) {
+		memcpy(kv->notice + used, "; ", 3);
+		used += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(kv->notice + used, sizeof kv->notice - used, fmt, ap);
+	va_end(ap);
 }
 
 int kvsm_check_sizes(size_t key_len, size_t val_len)
@@ -331,12 +359,13 @@ static int kvsm_check_marker(struct kvsm *kv, const char *dir, const char *boot,
 		return rc;
 	}
 	kv->discarded = true;
-	snprintf(kv->notice, sizeof kv->notice,
-		 "the store was left open without syncing by boot %s and "
-		 "this is boot %s: the machine went down meanwhile, so writes "
-		 "may have been lost; discarded it, to be rebuilt from the log",
-		 old[0] != '\0' ? old : "(unknown)",
-		 boot != NULL ? boot : "(unknown)");
+	kvsm_note(
+	    kv,
+	    "the store was left open without syncing by boot %s and "
+	    "this is boot %s: the machine went down meanwhile, so writes "
+	    "may have been lost; discarded it, to be rebuilt from the log",
+	    old[0] != '\0' ? old : "(unknown)",
+	    boot != NULL ? boot : "(unknown)");
 	return RAFT_OK;
 }
 
@@ -399,7 +428,6 @@ static int kvsm_prepare(struct kvsm *kv, const char *dir,
 	    o->boot_id_path != NULL ? o->boot_id_path : KVSM_BOOT_ID_PATH;
 	char boot[KVSM_BOOT_ID_MAX];
 	bool have_boot;
-	size_t used;
 	int rc;
 
 	have_boot = kvsm_read_line(src, boot, sizeof boot) == 0 && boot[0];
@@ -415,11 +443,10 @@ static int kvsm_prepare(struct kvsm *kv, const char *dir,
 	/* Without a boot id a machine crash cannot be told from a process
 	 * crash: commit durably, as if no unsynced mode had been asked. */
 	o->no_sync = o->no_meta_sync = false;
-	used = strlen(kv->notice);
-	snprintf(kv->notice + used, sizeof kv->notice - used,
-		 "%scannot read the boot id from %s, so a machine crash "
-		 "could not be detected: every batch is synced",
-		 used > 0 ? "; " : "", src);
+	kvsm_note(kv,
+		  "cannot read the boot id from %s, so a machine crash could "
+		  "not be detected: every batch is synced",
+		  src);
 	if (kv->marked) {
 		rc = kvsm_remove_marker(dir, errmsg, errlen);
 		kv->marked = rc != RAFT_OK;
@@ -427,12 +454,121 @@ static int kvsm_prepare(struct kvsm *kv, const char *dir,
 	return rc;
 }
 
+/* LMDB maps the file and reads pages in place, so a page past the end of
+ * the file faults (SIGBUS) when first touched. The newest meta page names
+ * the last page in use: the file must reach the end of it. Only the meta
+ * pages are read here, which mdb_env_open() has read and checked. */
+static int kvsm_check_size(struct kvsm *kv, const char *path, char *why,
+			   size_t whylen, char *errmsg, size_t errlen)
+{
+	mdb_filehandle_t fd;
+	MDB_envinfo info;
+	MDB_stat ms;
+	struct stat st;
+	uint64_t end;
+	int rc;
+
+	rc = mdb_env_get_fd(kv->env, &fd);
+	if (rc == 0 && fstat(fd, &st) != 0) {
+		rc = errno;
+	}
+	if (rc == 0) {
+		rc = mdb_env_info(kv->env, &info);
+	}
+	if (rc == 0) {
+		rc = mdb_env_stat(kv->env, &ms);
+	}
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "stat %s: %s", path, mdb_strerror(rc));
+		return RAFT_EIO;
+	}
+	end = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
+	if ((uint64_t)st.st_size < end) {
+		snprintf(
+		    why, whylen,
+		    "%s is %lld bytes but its last page ends at byte %llu: "
+		    "the file was cut short",
+		    path, (long long)st.st_size, (unsigned long long)end);
+	}
+	return RAFT_OK;
+}
+
+/* Create the environment and open path in it. A damaged file is no error
+ * here: why then says what is wrong with it, and kv->env is NULL if LMDB
+ * refused it. Otherwise why is "". */
+static int kvsm_env_open(struct kvsm *kv, const char *path, unsigned flags,
+			 char *why, size_t whylen, char *errmsg, size_t errlen)
+{
+	struct stat st;
+	bool exists;
+	int rc;
+
+	why[0] = '\0';
+	/* LMDB takes an empty file for a new store and would open it empty
+	 * without a word, whatever it held. */
+	exists = stat(path, &st) == 0;
+	if (exists && st.st_size == 0) {
+		snprintf(why, whylen, "%s is empty: its meta pages are gone",
+			 path);
+		return RAFT_OK;
+	}
+	rc = mdb_env_create(&kv->env);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "lmdb: %s", mdb_strerror(rc));
+		return kvsm_errno(rc);
+	}
+	mdb_env_set_maxdbs(kv->env, 2);
+	rc = mdb_env_set_mapsize(kv->env, kv->map_size);
+	if (rc == 0) {
+		rc = mdb_env_open(kv->env, path, flags, 0644);
+	}
+	if (exists && (rc == MDB_INVALID || rc == MDB_CORRUPTED ||
+		       rc == MDB_VERSION_MISMATCH)) {
+		snprintf(why, whylen,
+			 "%s (%lld bytes) has no meta page LMDB accepts: %s",
+			 path, (long long)st.st_size, mdb_strerror(rc));
+		mdb_env_close(kv->env);
+		kv->env = NULL;
+		return RAFT_OK;
+	}
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "open %s: %s", path, mdb_strerror(rc));
+		return kvsm_errno(rc);
+	}
+	return kvsm_check_size(kv, path, why, whylen, errmsg, errlen);
+}
+
+/* A store whose file is damaged (why): refused, or discarded so that it
+ * opens empty and the caller rebuilds it from its log. */
+static int kvsm_drop_damaged(struct kvsm *kv, const char *dir,
+			     const struct kvsm_options *o, const char *why,
+			     char *errmsg, size_t errlen)
+{
+	int rc;
+
+	if (kv->env != NULL) {
+		mdb_env_close(kv->env);
+		kv->env = NULL;
+	}
+	if (!o->rebuild_damaged) {
+		snprintf(errmsg, errlen, "the store is damaged: %s", why);
+		return RAFT_ECORRUPT;
+	}
+	rc = kvsm_discard(dir, errmsg, errlen);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	kv->discarded = true;
+	kvsm_note(kv, "%s; discarded it, to be rebuilt from the log", why);
+	return RAFT_OK;
+}
+
 /* Create the environment's file and databases. */
 static int kvsm_open_env(struct kvsm *kv, const char *dir,
 			 const struct kvsm_options *o, char *errmsg,
 			 size_t errlen)
 {
-	char path[4096];
+	char path[4096], why[4352];
 	unsigned flags = MDB_NOSUBDIR | MDB_NOTLS;
 	MDB_txn *txn = NULL;
 	MDB_envinfo info;
@@ -450,19 +586,22 @@ static int kvsm_open_env(struct kvsm *kv, const char *dir,
 	if (o->no_meta_sync) {
 		flags |= MDB_NOMETASYNC;
 	}
-	rc = mdb_env_create(&kv->env);
-	if (rc != 0) {
-		snprintf(errmsg, errlen, "lmdb: %s", mdb_strerror(rc));
-		return kvsm_errno(rc);
+
+	/* Nothing may read a data page before the file is known whole. */
+	rc = kvsm_env_open(kv, path, flags, why, sizeof why, errmsg, errlen);
+	if (rc == RAFT_OK && why[0] != '\0') {
+		rc = kvsm_drop_damaged(kv, dir, o, why, errmsg, errlen);
+		if (rc == RAFT_OK) {
+			rc = kvsm_env_open(kv, path, flags, why, sizeof why,
+					   errmsg, errlen);
+		}
+		if (rc == RAFT_OK && why[0] != '\0') {
+			snprintf(errmsg, errlen, "%s", why); /* a new file */
+			rc = RAFT_ECORRUPT;
+		}
 	}
-	mdb_env_set_maxdbs(kv->env, 2);
-	rc = mdb_env_set_mapsize(kv->env, kv->map_size);
-	if (rc == 0) {
-		rc = mdb_env_open(kv->env, path, flags, 0644);
-	}
-	if (rc != 0) {
-		snprintf(errmsg, errlen, "open %s: %s", path, mdb_strerror(rc));
-		return kvsm_errno(rc);
+	if (rc != RAFT_OK) {
+		return rc;
 	}
 	if (mdb_env_get_maxkeysize(kv->env) < KVSM_MAX_KEY) {
 		snprintf(errmsg, errlen, "lmdb keys limited to %d bytes",
@@ -823,6 +962,57 @@ static int kvsm_apply_entry(struct kvsm *kv, MDB_txn *txn,
 	return rc;
 }
 
+/* Bytes of the file system free to this process: f_bfree for root, who
+ * may use the blocks reserved for it, f_bavail for anyone else. */
+static uint64_t kvsm_free_bytes(const struct statvfs *vfs, bool privileged)
+{
+	uint64_t blocks = privileged ? vfs->f_bfree : vfs->f_bavail;
+
+	return blocks * vfs->f_frsize;
+}
+
+bool kvsm_out_of_space(int err, const struct statvfs *vfs, bool privileged)
+{
+	if (err == ENOSPC || err == EDQUOT) {
+		return true;
+	}
+	return err == EIO && vfs != NULL &&
+	       kvsm_free_bytes(vfs, privileged) < KVSM_FULL_BYTES;
+}
+
+/* An apply failed in call (what LMDB was doing) with LMDB code err: say
+ * why in kv->failure, with the space left for a write error, and return
+ * the code to report, RAFT_ENOSPC whenever the file system is out of
+ * space, even if LMDB saw only a short write (EIO). */
+static int kvsm_fail(struct kvsm *kv, const char *call, int err)
+{
+	struct statvfs vfs;
+	bool root = geteuid() == 0;
+	bool have, full;
+	int n;
+
+	n = snprintf(kv->failure, sizeof kv->failure, "%s/%s: %s: %s", kv->dir,
+		     KVSM_FILE, call, mdb_strerror(err));
+	if (err != EIO && err != ENOSPC && err != EDQUOT) {
+		return kvsm_errno(err);
+	}
+	have = statvfs(kv->dir, &vfs) == 0;
+	full = kvsm_out_of_space(err, have ? &vfs : NULL, root);
+	if (have && n > 0 && (size_t)n < sizeof kv->failure) {
+		snprintf(kv->failure + n, sizeof kv->failure - (size_t)n,
+			 "; %llu bytes free in %s%s",
+			 (unsigned long long)kvsm_free_bytes(&vfs, root),
+			 kv->dir,
+			 full && err == EIO ? ": the file system is full" : "");
+	}
+	return full ? RAFT_ENOSPC : kvsm_errno(err);
+}
+
+const char *kvsm_failure(const struct kvsm *kv)
+{
+	return kv->failure;
+}
+
 /* Entries must be consecutive, and start at or before applied + 1. */
 static bool kvsm_batch_ok(const struct raft_entry *entries, size_t n,
 			  raft_index applied)
@@ -900,7 +1090,7 @@ static int kvsm_apply_once(struct kvsm *kv, const struct raft_entry *entries,
 		return RAFT_ENOSPC;
 	}
 	if (rc != 0) {
-		kv->failed = kvsm_errno(rc);
+		kv->failed = kvsm_fail(kv, "commit", rc);
 		if (kv->failed == RAFT_ECORRUPT || kv->failed == RAFT_ENOMEM ||
 		    kv->failed == RAFT_EBUSY) {
 			kv->failed = RAFT_EIO;
@@ -916,7 +1106,7 @@ err_mdb:
 		*map_full = true;
 		rc = RAFT_ENOSPC;
 	} else {
-		rc = kvsm_errno(rc);
+		rc = kvsm_fail(kv, "apply", rc);
 	}
 err_txn:
 	mdb_txn_abort(txn);

@@ -29,6 +29,16 @@
  * index 0, and the caller must replay its log from index 1
  * (kvsm_discarded()). That is only possible while the log keeps every
  * entry; see kvsm_sync().
+ *
+ * Damaged files: LMDB maps dir/kv.mdb, and touching a page past the end
+ * of the file kills the process with SIGBUS. kvsm_open() therefore checks,
+ * before any transaction reads a page, that the file reaches the last page
+ * its meta page names, and takes a file LMDB refuses to open (bad meta
+ * pages) or an empty one (which LMDB would silently take for a new store)
+ * for damaged too. With rebuild_damaged such a store is discarded like
+ * one left open by an earlier boot; without it kvsm_open() refuses it.
+ * (A file cut short while the store is open still faults at the next
+ * read of a lost page; nothing here guards against that.)
  */
 #ifndef LIBRAFT_KVSM_H
 #define LIBRAFT_KVSM_H
@@ -51,6 +61,10 @@ struct kvsm_options {
 				two; a power loss may undo the last batch */
 	const char *boot_id_path; /* where the boot id is read; NULL:
 				     KVSM_BOOT_ID_PATH */
+	bool rebuild_damaged;	  /* discard a damaged store (file comment)
+				     and open empty; the caller must replay
+				     its log from index 1. false: refuse it,
+				     RAFT_ECORRUPT */
 };
 
 /* The kernel's boot id, different at every boot. Tests set boot_id_path
@@ -79,9 +93,10 @@ struct kvsm_result {
 
 /* Open or create the store in dir. Errors: RAFT_EINVAL (a path too long,
  * max_map_size below map_size), RAFT_EIO, RAFT_ENOSPC, RAFT_ENOMEM,
- * RAFT_ECORRUPT, RAFT_EMISMATCH (another format), RAFT_ENOTSUP, with
- * errmsg saying what. A store left open by an earlier boot is discarded
- * first (file comment); that is not an error. */
+ * RAFT_ECORRUPT (also a damaged file without rebuild_damaged),
+ * RAFT_EMISMATCH (another format), RAFT_ENOTSUP, with errmsg saying what.
+ * A store left open by an earlier boot, or damaged with rebuild_damaged, is
+ * discarded first (file comment); that is not an error. */
 int kvsm_open(const char *dir, const struct kvsm_options *o, struct kvsm **out,
 	      char *errmsg, size_t errlen);
 
@@ -89,13 +104,14 @@ int kvsm_open(const char *dir, const struct kvsm_options *o, struct kvsm **out,
  * a later boot keeps the store. */
 void kvsm_close(struct kvsm *kv);
 
-/* Whether kvsm_open() discarded a store left open by an earlier boot: the
- * store is empty and the caller must replay its log from index 1. */
+/* Whether kvsm_open() discarded a store left open by an earlier boot, or a
+ * damaged one: the store is empty and the caller must replay its log from
+ * index 1. */
 bool kvsm_discarded(const struct kvsm *kv);
 
 /* What kvsm_open() did that the operator should hear of (the store was
- * discarded and why; the boot id could not be read, so every batch is
- * synced), or "" if nothing. */
+ * discarded and why, naming the file; the boot id could not be read, so
+ * every batch is synced), or "" if nothing. */
 const char *kvsm_notice(const struct kvsm *kv);
 
 /* Index and term of the last applied entry (0, 0 for a new store). */
@@ -113,9 +129,34 @@ int kvsm_applied(struct kvsm *kv, raft_index *index, raft_term *term);
  * decode, has an empty key or an unknown entry type gets result RAFT_EINVAL
  * and is consumed; an oversize key or value gets RAFT_ETOOBIG. After a
  * failed commit (other than a full map) every later call returns the same
- * error: the store must be reopened (fail-stop, as for the log). */
+ * error: the store must be reopened (fail-stop, as for the log).
+ *
+ * RAFT_ENOSPC covers a file system out of space however LMDB reports it:
+ * ENOSPC or EDQUOT, or EIO (LMDB's code for a short write) while the store's
+ * directory has next to no free space left (kvsm_out_of_space()). */
 int kvsm_apply(struct kvsm *kv, const struct raft_entry *entries, size_t n,
 	       struct kvsm_result *results);
+
+/* Why the last kvsm_apply() that failed on a read or write of the store
+ * failed, for the operator, or "" if none did: the file, the call, the
+ * system error and the free space left in the store's directory, e.g.
+ * "/data/kv/kv.mdb: commit: Input/output error; 0 bytes free in /data/kv:
+ * the file system is full". Read it on the thread that called kvsm_apply(),
+ * or after that call's return has been handed over to another. */
+const char *kvsm_failure(const struct kvsm *kv);
+
+/* Below this many bytes free to the writer, an EIO from a write of the
+ * store is taken for the file system running out of space. */
+#define KVSM_FULL_BYTES (64 * 1024)
+
+struct statvfs;
+
+/* Whether a write that failed with system error err ran out of space: err
+ * is ENOSPC or EDQUOT, or it is EIO and vfs (statvfs() of the store's
+ * directory; NULL if that failed) shows less than KVSM_FULL_BYTES free to
+ * the writer: f_bavail blocks, or f_bfree for a privileged writer, which
+ * may use the blocks reserved for root. */
+bool kvsm_out_of_space(int err, const struct statvfs *vfs, bool privileged);
 
 /* Bytes the map can still grow by for certain: max_map_size less the
  * pages in use (free pages inside the map are not counted). Updated after

@@ -954,7 +954,13 @@ void node_fail(struct raft_node *n, int rc, const char *what)
 	n->fail_rc = rc;
 	uv_timer_stop(&n->ticker);
 	uv_idle_stop(&n->kick);
-	detail = strcmp(what, "log_write") == 0 ? rlog_failure(n->log) : NULL;
+	detail = NULL;
+	if (strcmp(what, "log_write") == 0) {
+		detail = rlog_failure(n->log);
+	} else if (strcmp(what, "fsm_apply") == 0 &&
+		   n->cfg.fsm->failure != NULL) {
+		detail = n->cfg.fsm->failure(n->cfg.fsm);
+	}
 	node_logf(n, RAFT_LOG_ERROR,
 		  "msg=\"node stopped after a failure\" id=%llu cause=%s "
 		  "error=\"%s\" detail=\"%s\" action=\"%s\"",
