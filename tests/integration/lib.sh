@@ -7,7 +7,9 @@
 # killed and the temporary directory removed on exit, whatever happens.
 #
 # Node K listens for peers on 127.0.0.1:BASE+K and for clients on
-# 127.0.0.1:BASE+50+K.
+# 127.0.0.1:BASE+50+K. Two runs that would use the same ports at once (two
+# checkouts testing on one machine) take turns: it_init waits for a lock
+# named after BASE_PORT, held until the script exits.
 
 BUILD=${BUILD:-build}
 KVD=$BUILD/bin/kvd
@@ -41,6 +43,15 @@ it_init() {
 		echo "$IT_NAME: $KVD or $KVCTL not built"
 		echo "0 passed, 1 failed"
 		exit 1
+	fi
+	exec {IT_LOCK_FD}>"/tmp/kvd-it-ports-$IT_BASE.lock"
+	if ! flock -n "$IT_LOCK_FD"; then
+		echo "$IT_NAME: ports from $IT_BASE are in use by another run; waiting"
+		if ! flock -w 900 "$IT_LOCK_FD"; then
+			echo "$IT_NAME: ports from $IT_BASE still in use after 15 minutes"
+			echo "0 passed, 1 failed"
+			exit 1
+		fi
 	fi
 	IT_TMP=$(mktemp -d "/tmp/kvd-it-$IT_NAME.XXXXXX")
 	trap it_cleanup EXIT
@@ -90,7 +101,7 @@ start_proc() {
 		echo $! >"$IT_TMP/node$k.pid"
 		wait $!
 		echo $? >"$IT_TMP/node$k.rc"
-	) 2>/dev/null &
+	) 2>/dev/null {IT_LOCK_FD}>&- &
 	while [ ! -s "$IT_TMP/node$k.pid" ]; do sleep 0.01; done
 	it_pids+=("$(node_pid "$k")")
 }
