@@ -2,7 +2,9 @@
  * text, so that a key works the same way in either place. */
 #include <errno.h>
 #include <getopt.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +111,36 @@ static bool same_endpoint(const char *a, const char *b)
 	return same;
 }
 
+/* Whether HOST:PORT names the wildcard address (0.0.0.0 or ::): fine to
+ * listen on, but the members dial each other at these addresses, and a
+ * dial to the wildcard reaches the dialling machine itself. */
+static bool is_wildcard(const char *addr)
+{
+	struct addrinfo hints, *res = NULL;
+	char host[RAFT_ADDR_MAX];
+	const char *colon = strrchr(addr, ':');
+	bool any = false;
+
+	if (colon == NULL)
+		return false;
+	unbracket(host, sizeof(host), addr, colon);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+		return false;
+	if (res->ai_family == AF_INET) {
+		const struct sockaddr_in *in = (void *)res->ai_addr;
+		any = in->sin_addr.s_addr == htonl(INADDR_ANY);
+	} else if (res->ai_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (void *)res->ai_addr;
+		any = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+	}
+	freeaddrinfo(res);
+	return any;
+}
+
 static int parse_bool(const char *val, bool *out)
 {
 	if (strcmp(val, "true") == 0 || strcmp(val, "yes") == 0 ||
@@ -208,6 +240,15 @@ static int set_peers(struct kvd_config *cfg, const char *val, char *err,
 		m[n].id = id;
 		if (check_addr(eq + 1, err, errlen) != 0)
 			return -1;
+		if (is_wildcard(eq + 1)) {
+			snprintf(err, errlen,
+				 "member %llu's address %s is the wildcard "
+				 "address: the members dial each other at "
+				 "these addresses, so give the one the "
+				 "others reach it at",
+				 (unsigned long long)id, eq + 1);
+			return -1;
+		}
 		snprintf(m[n].addr, sizeof(m[n].addr), "%s", eq + 1);
 		for (i = 0; i < n; i++) {
 			if (m[i].id == m[n].id) {

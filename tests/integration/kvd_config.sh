@@ -93,6 +93,14 @@ check "two members naming one address differently are refused" \
 	kvd_says 2 "127.0.0.1:23401 and localhost:23401 name one host and port" \
 	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
 	--peers 1=127.0.0.1:23401,2=localhost:23401
+check "a member at the wildcard address 0.0.0.0 is refused" \
+	kvd_says 2 "member 2's address 0.0.0.0:23402 is the wildcard address" \
+	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
+	--peers 1=127.0.0.1:23401,2=0.0.0.0:23402
+check "... and so is one at [::]" \
+	kvd_says 2 "member 2's address [::]:23402 is the wildcard address" \
+	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
+	--peers "1=127.0.0.1:23401,2=[::]:23402"
 check "--peer-addr on another port than this node's entry is refused" \
 	kvd_says 2 "does not match this node's entry in --peers" \
 	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
