@@ -255,8 +255,8 @@ START_TEST(test_stale_rejection_is_ignored)
 END_TEST
 
 static struct raft_msg reject_short(raft_id from, raft_term term,
-				     raft_index index, raft_index log_ends,
-				     uint64_t round)
+				    raft_index index, raft_index log_ends,
+				    uint64_t round)
 {
 	struct raft_msg m = {.type = RAFT_MSG_APPEND_RESP,
 			     .from = from,
@@ -340,8 +340,16 @@ START_TEST(test_lost_acknowledged_entries_lower_match_and_are_reported)
 	ck_assert_uint_eq(s.peers[1].match, 0);
 	ck_assert_uint_eq(s.peers[1].next, 1);
 
-	/* The probe's acceptance brings it back. */
+	/* An acceptance the follower sent before it lost its log, arriving
+	 * late, is not taken for one from after. */
 	a = ack(2, t, 3);
+	a.context = r2;
+	ch_step(&nd, &a);
+	raft_get_status(nd.r, &s);
+	ck_assert_uint_eq(s.peers[1].match, 0);
+
+	/* The acceptance of a later probe brings it back. */
+	a.context = next_round(&nd);
 	ch_step(&nd, &a);
 	raft_get_status(nd.r, &s);
 	ck_assert_uint_eq(s.peers[1].match, 3);

@@ -130,6 +130,9 @@ struct core_prog {
 	bool recent_active;   /* heard from since the last CheckQuorum round */
 	uint64_t acked_round; /* highest heartbeat round it answered */
 	uint64_t match_round; /* the leader's round when match last rose */
+	uint64_t ack_floor;   /* acceptances of APPENDs of earlier rounds
+				 are ignored: they may predate a loss of
+				 its log */
 	raft_index commit_sent; /* highest commit index sent to it */
 	int vote; /* election: 0 no answer, 1 granted, -1 refused */
 	struct core_inflight *ring;

@@ -42,6 +42,7 @@ void core_prog_reset(struct core_prog *p, raft_index last)
 	p->recent_active = false;
 	p->acked_round = 0;
 	p->match_round = 0;
+	p->ack_floor = 0;
 	p->commit_sent = 0;
 	p->vote = 0;
 	prog_ring_clear(p);

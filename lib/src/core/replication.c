@@ -354,7 +354,16 @@ static bool log_lost(const struct raft *r, const struct core_prog *p,
 }
 
 /* Report a loss found by log_lost() and catch the follower up from where
- * its log ends now. */
+ * its log ends now.
+ *
+ * An acceptance sent before the loss may still be on its way, and would
+ * raise match again to entries the follower no longer holds. Any APPEND
+ * it answers was sent before this rejection arrived: the follower lost
+ * its log before it sent the rejection, and only what reached it earlier
+ * can have been accepted from the old log. Acceptances of APPENDs of this
+ * round or earlier are therefore ignored from now on. The one for the probe
+ * sent below is among them, so match rises again from the next round's
+ * probe. */
 static void handle_log_lost(struct raft *r, struct core_prog *p,
 			    const struct raft_msg *m)
 {
@@ -366,6 +375,7 @@ static void handle_log_lost(struct raft *r, struct core_prog *p,
 		};
 	}
 	core_prog_lost(p, m->hint_index);
+	p->ack_floor = r->round + 1;
 	r->need_flush = true;
 }
 
@@ -403,6 +413,9 @@ int core_handle_append_resp(struct raft *r, const struct raft_msg *m)
 	}
 	if (m->index > core_log_last(&r->log)) {
 		return RAFT_EPROTO;
+	}
+	if (m->context < p->ack_floor) {
+		return RAFT_OK;
 	}
 	if (core_prog_acked(p, m->index)) {
 		p->match_round = r->round;
