@@ -349,6 +349,10 @@ static raft_index next_from_hint(const struct raft *r, const struct raft_msg *m)
 static bool log_lost(const struct raft *r, const struct core_prog *p,
 		     const struct raft_msg *m)
 {
+#if defined(RAFT_MUTANT) && RAFT_MUTANT == 4
+	/* Broken on purpose: a follower's lost log is never noticed. */
+	return false;
+#endif
 	return m->hint_term == 0 && m->hint_index < p->match &&
 	       m->context > p->match_round && m->context <= r->round;
 }
@@ -418,7 +422,13 @@ int core_handle_append_resp(struct raft *r, const struct raft_msg *m)
 		return RAFT_OK;
 	}
 	if (core_prog_acked(p, m->index)) {
+#if defined(RAFT_MUTANT) && RAFT_MUTANT == 5
+		/* Broken on purpose: the round the accepted APPEND was sent
+		 * in, which a later heartbeat's rejection can overtake. */
+		p->match_round = m->context;
+#else
 		p->match_round = r->round;
+#endif
 		core_maybe_commit(r);
 	}
 	if (p->state == CORE_PROBE) {
