@@ -20,6 +20,7 @@
  *            update has nothing to persist, once the earlier ones are);
  *         4. apply u.committed to the state machine, in order;
  *         5. answer u.reads;
+ *         6. tell the operator about u.losses (struct raft_log_loss);
  *         raft_advance(r, &u);
  *     }
  *     when a persist of entries up to (index, term) completes:
