@@ -7,14 +7,16 @@ set -u
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
 SEEDS=${SIM_SEEDS:-2000}
-tests/sim/mutants.sh 1 2 3 >/dev/null || {
+mutants="1 2 3 4 5"
+# shellcheck disable=SC2086
+tests/sim/mutants.sh $mutants >/dev/null || {
 	echo "sim_mutants: cannot build the mutants"
-	echo "0 passed, 3 failed"
+	echo "0 passed, 5 failed"
 	exit 1
 }
 caught=0
 missed=0
-for m in 1 2 3; do
+for m in $mutants; do
 	out=$("$BUILD/mutants/sim-m$m" --seeds "$SEEDS" --stop-on-failure 2>&1)
 	first=$(printf '%s\n' "$out" | grep -m1 'FAILED' | sed 's/^seed \([0-9]*\) FAILED: \(.*\)/seed \1: \2/')
 	if [ -n "$first" ]; then

@@ -6,8 +6,12 @@
 #      msgs_after_persist)
 #   3  a follower cuts its log on a stale AppendEntries whose entries all
 #      match
+#   4  a leader never notices that a follower lost acknowledged entries
+#      (its disk wiped), so it never catches it up again
+#   5  a leader takes a rejection that overtook an acceptance for a loss
+#      of acknowledged entries
 # The mutants exist only here: RAFT_MUTANT is never defined in a library
-# build. Usage: tests/sim/mutants.sh [MUTANT...]   (default: 1 2 3)
+# build. Usage: tests/sim/mutants.sh [MUTANT...]   (default: 1 2 3 4 5)
 set -eu
 BUILD=${BUILD:-build}
 CC=${CC:-cc}
@@ -17,7 +21,7 @@ flags="-std=c11 -O2 -g -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter
 if [ "${SAN:-0}" = 1 ]; then
 	flags="$flags -O1 -fsanitize=address,undefined -fno-omit-frame-pointer"
 fi
-mutants=${*:-1 2 3}
+mutants=${*:-1 2 3 4 5}
 for m in $mutants; do
 	# shellcheck disable=SC2086
 	$CC $flags -DRAFT_MUTANT="$m" lib/src/core/*.c lib/src/error.c \

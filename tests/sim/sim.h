@@ -20,8 +20,16 @@
  *      applied at its index and in every later leader's log);
  *   S6 linearizable reads: a read sees every write acknowledged before the
  *      read began;
+ *   S7 loss reports: a leader reports that a member lost acknowledged log
+ *      entries only if that member's disk was wiped, and once per wipe;
  *   L1 liveness: once faults heal, a leader emerges and a write commits
- *      within a bounded number of ticks.
+ *      within a bounded number of ticks;
+ *   L2 after the faults, on some seeds, a follower's disk is wiped (as if
+ *      its data directory were replaced by an empty one): it is caught up
+ *      again and then makes a quorum with the leader.
+ * Wiping a disk is outside Raft's fault model (a member forgets its vote
+ * and its acknowledged entries), so it is done only once the cluster is
+ * quiet, with one leader that stays.
  */
 #ifndef SIM_H
 #define SIM_H
@@ -73,6 +81,8 @@ struct sim_node {
 	uint64_t sm_write_op;
 	enum raft_role role;
 	raft_term term;
+	unsigned wipes;		  /* times its disk was wiped */
+	unsigned losses_reported; /* times a leader reported it (S7) */
 };
 
 struct sim_flight {
@@ -176,6 +186,8 @@ void sim_fail(struct sim *s, const char *fmt, ...)
 void sim_step(struct sim *s);
 void sim_crash(struct sim *s, struct sim_node *nd);
 void sim_restart(struct sim *s, struct sim_node *nd);
+/* Crash nd, empty its disk and state machine, and start it again. */
+void sim_wipe(struct sim *s, struct sim_node *nd);
 int sim_propose(struct sim *s, struct sim_node *nd);
 void sim_read(struct sim *s, struct sim_node *nd);
 void sim_drain(struct sim *s, struct sim_node *nd);
@@ -189,6 +201,8 @@ void sim_check_apply(struct sim *s, struct sim_node *nd,
 void sim_check_leader(struct sim *s, struct sim_node *nd);
 void sim_check_read(struct sim *s, struct sim_node *nd,
 		    const struct raft_read *rd);
+void sim_check_loss(struct sim *s, struct sim_node *nd,
+		    const struct raft_log_loss *loss);
 void sim_check_final(struct sim *s);
 uint64_t sim_entry_op(const struct raft_entry *e);
 

@@ -261,6 +261,38 @@ void sim_check_read(struct sim *s, struct sim_node *nd,
 		  U(rd->id), U(rd->index), U(nd->sm_write_op));
 }
 
+/* S7: a report that a member lost acknowledged entries answers a wipe of
+ * its disk, one report per wipe. */
+void sim_check_loss(struct sim *s, struct sim_node *nd,
+		    const struct raft_log_loss *loss)
+{
+	struct sim_node *m;
+
+	if (loss->id < 1 || loss->id > s->n || loss->id == nd->id ||
+	    loss->log_ends >= loss->acknowledged) {
+		sim_fail(s,
+			 "S7 loss reports: leader n%llu reports n%llu with "
+			 "acknowledged %llu, log ends %llu",
+			 U(nd->id), U(loss->id), U(loss->acknowledged),
+			 U(loss->log_ends));
+		return;
+	}
+	m = &s->nodes[loss->id - 1];
+	if (m->losses_reported >= m->wipes) {
+		sim_fail(s,
+			 "S7 loss reports: leader n%llu reports that n%llu "
+			 "lost entries it acknowledged through %llu (its log "
+			 "ends at %llu), but its disk was wiped %u times and "
+			 "this is report %u",
+			 U(nd->id), U(loss->id), U(loss->acknowledged),
+			 U(loss->log_ends), m->wipes, m->losses_reported + 1);
+		return;
+	}
+	m->losses_reported++;
+	sim_trace(s, "n%llu reports n%llu lost entries %llu..%llu", U(nd->id),
+		  U(loss->id), U(loss->log_ends + 1), U(loss->acknowledged));
+}
+
 /* S5 at the end: the final leader holds every acknowledged write. */
 void sim_check_final(struct sim *s)
 {

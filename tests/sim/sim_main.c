@@ -7,7 +7,8 @@
  *
  * Each seed: a 3- or 5-node cluster runs 300-600 ticks under mixed faults
  * with random writes and reads, then every fault heals and a leader must
- * emerge and commit a write within LIVENESS_TICKS (L1).
+ * emerge and commit a write within LIVENESS_TICKS (L1). On one seed in
+ * four a follower's disk is then wiped (L2).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 #define LIVENESS_TICKS 200
 #define SETTLE_TICKS   30
+#define CATCH_UP_TICKS 400
 
 struct totals {
 	unsigned long long acked, reads, ticks;
@@ -85,6 +87,81 @@ static void check_liveness(struct sim *s)
 		 LIVENESS_TICKS);
 }
 
+/* A follower that has acknowledged entries to the leader, or NULL. */
+static struct sim_node *acked_follower(struct sim *s, struct sim_node *l)
+{
+	struct raft_status st;
+
+	raft_get_status(l->r, &st);
+	for (size_t i = 0; i < st.n_peers; i++) {
+		struct sim_node *nd = &s->nodes[st.peers[i].id - 1];
+		if (nd != l && nd->r != NULL && st.peers[i].match > 0) {
+			return nd;
+		}
+	}
+	return NULL;
+}
+
+/* Has nd's state machine caught up with index? */
+static bool caught_up(const struct sim_node *nd, raft_index index)
+{
+	return nd->r != NULL && nd->sm_applied >= index;
+}
+
+/* L2: wipe the disk of a follower that acknowledged entries to the quiet
+ * cluster's leader. The leader must notice (S7: once), and the follower
+ * must catch up within CATCH_UP_TICKS; then, with as many other members
+ * down as a quorum allows, the leader and it must still commit (L1). */
+static void check_wipe(struct sim *s)
+{
+	struct sim_node *l = sim_leader(s), *w;
+	struct raft_status st;
+	uint64_t deadline;
+	raft_index target;
+	size_t down = 0;
+
+	if (l == NULL || (w = acked_follower(s, l)) == NULL) {
+		return;
+	}
+	raft_get_status(l->r, &st);
+	target = st.commit;
+	sim_wipe(s, w);
+	deadline = s->now + CATCH_UP_TICKS * SIM_UNITS_PER_TICK;
+	while (!s->failed && s->now < deadline && !caught_up(w, target)) {
+		run_ticks(s, 1);
+	}
+	if (s->failed) {
+		return;
+	}
+	if (!caught_up(w, target)) {
+		sim_fail(s,
+			 "L2 wiped n%llu applied %llu of %llu within %d ticks",
+			 (unsigned long long)w->id,
+			 (unsigned long long)w->sm_applied,
+			 (unsigned long long)target, CATCH_UP_TICKS);
+		return;
+	}
+	if (sim_leader(s) == l && w->losses_reported != 1) {
+		sim_fail(s, "S7 loss reports: wiped n%llu reported %u times",
+			 (unsigned long long)w->id, w->losses_reported);
+		return;
+	}
+	for (size_t i = 0; i < s->n && down < s->n - (s->n / 2 + 1); i++) {
+		struct sim_node *nd = &s->nodes[i];
+		if (nd != l && nd != w && nd->r != NULL) {
+			sim_crash(s, nd);
+			nd->down_until = UINT64_MAX;
+			down++;
+		}
+	}
+	sim_trace(s, "WIPE: n%llu caught up; %zu others down",
+		  (unsigned long long)w->id, down);
+	check_liveness(s);
+	for (size_t i = 0; i < s->n; i++) {
+		s->nodes[i].down_until = 0;
+	}
+}
+
 static bool run_seed(uint64_t seed, bool verbose, const char *argv0,
 		     struct totals *t)
 {
@@ -115,6 +192,15 @@ static bool run_seed(uint64_t seed, bool verbose, const char *argv0,
 		}
 		if (!s.failed) {
 			sim_check_final(&s);
+		}
+		/* Last, so that the seed's earlier events stay as they
+		 * were before this check existed. */
+		if (!s.failed && sim_below(&s, 4) == 0) {
+			check_wipe(&s);
+			run_ticks(&s, SETTLE_TICKS);
+			if (!s.failed) {
+				sim_check_final(&s);
+			}
 		}
 	}
 	ok = !s.failed;

@@ -456,6 +456,9 @@ void sim_drain(struct sim *s, struct sim_node *nd)
 				  (unsigned long long)u.term,
 				  (unsigned long long)u.leader);
 		}
+		for (size_t i = 0; i < u.n_losses; i++) {
+			sim_check_loss(s, nd, &u.losses[i]);
+		}
 		nd->role = u.role;
 		nd->term = u.term;
 		raft_advance(nd->r, &u);
@@ -529,6 +532,21 @@ void sim_restart(struct sim *s, struct sim_node *nd)
 		  (unsigned long long)nd->id, (unsigned long long)nd->d_term,
 		  (unsigned long long)nd->d_vote, nd->disk.n,
 		  (unsigned long long)nd->sm_applied);
+}
+
+void sim_wipe(struct sim *s, struct sim_node *nd)
+{
+	sim_crash(s, nd);
+	log_truncate(&nd->disk, 1);
+	log_truncate(&nd->wal, 1);
+	nd->d_term = 0;
+	nd->d_vote = 0;
+	nd->sm_applied = 0;
+	nd->sm_write_index = 0;
+	nd->sm_write_op = 0;
+	nd->wipes++;
+	sim_trace(s, "n%llu WIPE", (unsigned long long)nd->id);
+	sim_restart(s, nd);
 }
 
 /* Clients. */

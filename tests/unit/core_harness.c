@@ -146,6 +146,11 @@ void ch_drain(struct ch_node *nd)
 		for (size_t i = 0; i < u.n_reads && nd->n_reads < 64; i++) {
 			nd->reads[nd->n_reads++] = u.reads[i];
 		}
+		for (size_t i = 0; i < u.n_losses; i++, nd->n_losses++) {
+			if (nd->n_losses < 16) {
+				nd->losses[nd->n_losses] = u.losses[i];
+			}
+		}
 		raft_advance(nd->r, &u);
 		if (nd->auto_apply && u.n_committed > 0) {
 			raft_applied(nd->r,

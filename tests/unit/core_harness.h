@@ -33,6 +33,8 @@ struct ch_node {
 	size_t n_committed, cap_committed;
 	struct raft_read reads[64];
 	size_t n_reads;
+	struct raft_log_loss losses[16]; /* the first ones reported */
+	size_t n_losses;		 /* reported in all */
 	bool auto_apply; /* call raft_applied() for committed entries */
 };
 

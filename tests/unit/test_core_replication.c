@@ -254,6 +254,156 @@ START_TEST(test_stale_rejection_is_ignored)
 }
 END_TEST
 
+static struct raft_msg reject_short(raft_id from, raft_term term,
+				    raft_index index, raft_index log_ends,
+				    uint64_t round)
+{
+	struct raft_msg m = {.type = RAFT_MSG_APPEND_RESP,
+			     .from = from,
+			     .to = 1,
+			     .term = term,
+			     .index = index,
+			     .reject = true,
+			     .hint_index = log_ends,
+			     .context = round};
+	return m;
+}
+
+/* The heartbeat round a leader opens with one tick (its APPENDs carry it). */
+static uint64_t next_round(struct ch_node *nd)
+{
+	const struct raft_msg *hb;
+
+	ch_clear(nd);
+	ch_tick(nd, 1);
+	hb = ch_find(&nd->now, RAFT_MSG_APPEND, 2);
+	ck_assert_ptr_nonnull(hb);
+	return hb->context;
+}
+
+/* A follower that says its log ends below what it acknowledged, answering
+ * an APPEND of a round after the acknowledgement arrived, has lost entries:
+ * the leader lowers match to where its log ends, probes from there and
+ * reports the loss, once. */
+START_TEST(test_lost_acknowledged_entries_lower_match_and_are_reported)
+{
+	struct ch_node nd;
+	struct raft_msg a, rej;
+	struct raft_status s;
+	const struct raft_msg *app;
+	uint64_t r1, r2;
+	raft_term t;
+
+	ch_start(&nd, 1, 3, NULL, NULL);
+	ch_make_leader(&nd);
+	t = raft_current_term(nd.r);
+	ch_persist(&nd);
+	propose(&nd, "a");
+	propose(&nd, "b");
+	ch_drain(&nd);
+	ch_persist(&nd);
+	r1 = next_round(&nd);
+	a = ack(2, t, 3);
+	a.context = r1;
+	ch_step(&nd, &a);
+	raft_get_status(nd.r, &s);
+	ck_assert_uint_eq(s.peers[1].match, 3);
+	ck_assert_uint_eq(s.commit, 3);
+
+	/* Its disk is wiped; the next round's heartbeat finds it empty. */
+	r2 = next_round(&nd);
+	ck_assert_uint_gt(r2, r1);
+	ch_clear(&nd);
+	rej = reject_short(2, t, 3, 0, r2);
+	ch_step(&nd, &rej);
+	raft_get_status(nd.r, &s);
+	ck_assert_uint_eq(s.peers[1].match, 0);
+	ck_assert_uint_eq(s.peers[1].next, 1);
+	ck_assert_int_eq(s.peers[1].state, 0);
+	ck_assert_uint_eq(s.commit, 3); /* commit never moves back */
+	app = ch_find(&nd.now, RAFT_MSG_APPEND, 2);
+	ck_assert_ptr_nonnull(app);
+	ck_assert_uint_eq(app->index, 0);
+	ck_assert_uint_eq(app->n_entries, 3);
+	ck_assert_uint_eq(nd.n_losses, 1);
+	ck_assert_uint_eq(nd.losses[0].id, 2);
+	ck_assert_uint_eq(nd.losses[0].acknowledged, 3);
+	ck_assert_uint_eq(nd.losses[0].log_ends, 0);
+
+	/* More rejections from the same empty log (a duplicate, an APPEND
+	 * sent before the probe) report nothing new. */
+	ch_step(&nd, &rej);
+	rej = reject_short(2, t, 2, 0, r2);
+	ch_step(&nd, &rej);
+	ck_assert_uint_eq(nd.n_losses, 1);
+	raft_get_status(nd.r, &s);
+	ck_assert_uint_eq(s.peers[1].match, 0);
+	ck_assert_uint_eq(s.peers[1].next, 1);
+
+	/* An acceptance the follower sent before it lost its log, arriving
+	 * late, is not taken for one from after. */
+	a = ack(2, t, 3);
+	a.context = r2;
+	ch_step(&nd, &a);
+	raft_get_status(nd.r, &s);
+	ck_assert_uint_eq(s.peers[1].match, 0);
+
+	/* The acceptance of a later probe brings it back. */
+	a.context = next_round(&nd);
+	ch_step(&nd, &a);
+	raft_get_status(nd.r, &s);
+	ck_assert_uint_eq(s.peers[1].match, 3);
+	ck_assert_int_eq(s.peers[1].state, 1);
+	ck_assert_uint_eq(nd.n_losses, 1);
+	ch_stop(&nd);
+}
+END_TEST
+
+/* A rejection below match that answers an APPEND of a round no later than
+ * the one in which match last rose may predate the acceptance: it is stale
+ * and changes nothing. This covers a heartbeat of the next round that
+ * overtakes an APPEND with entries, is rejected by the follower that has
+ * not seen them yet, and whose rejection arrives after their acceptance. */
+START_TEST(test_rejection_not_after_the_acceptance_is_stale)
+{
+	struct ch_node nd;
+	struct raft_msg a, rej;
+	struct raft_status s;
+	uint64_t r1;
+	raft_term t;
+
+	ch_start(&nd, 1, 3, NULL, NULL);
+	ch_make_leader(&nd);
+	t = raft_current_term(nd.r);
+	a = ack(2, t, 1);
+	ch_step(&nd, &a); /* replicate, match 1 */
+	ch_clear(&nd);
+	propose(&nd, "a"); /* APPEND of entry 2 leaves in this round */
+	ch_drain(&nd);
+	r1 = next_round(&nd); /* its heartbeat has prev 2 */
+	/* The acceptance of entry 2 arrives in round r1, then the rejection
+	 * of the heartbeat of round r1, which the follower saw first. */
+	a = ack(2, t, 2);
+	ch_step(&nd, &a);
+	rej = reject_short(2, t, 2, 1, r1);
+	ch_step(&nd, &rej);
+	raft_get_status(nd.r, &s);
+	ck_assert_uint_eq(s.peers[1].match, 2);
+	ck_assert_uint_eq(s.peers[1].next, 3);
+	ck_assert_int_eq(s.peers[1].state, 1);
+	ck_assert_uint_eq(nd.n_losses, 0);
+
+	/* So is one of an earlier round, delivered late. */
+	rej = reject_short(2, t, 1, 0, r1 - 1);
+	ch_step(&nd, &rej);
+	raft_get_status(nd.r, &s);
+	ck_assert_uint_eq(s.peers[1].match, 2);
+	ck_assert_int_eq(s.peers[1].state, 1);
+	ck_assert_uint_eq(nd.n_losses, 0);
+	ch_stop(&nd);
+}
+END_TEST
+
 /* In probe state only one APPEND with entries is in flight; the next goes
  * after an answer or a heartbeat. */
 START_TEST(test_probe_state_sends_one_append_at_a_time)
@@ -807,6 +957,52 @@ START_TEST(test_lagging_follower_catches_up)
 }
 END_TEST
 
+/* A follower restarted with an empty log (its data directory wiped) is
+ * caught up again, and then counts toward a quorum with the leader. */
+START_TEST(test_follower_with_wiped_log_catches_up)
+{
+	struct ch_cluster c;
+	struct ch_node *l;
+	struct raft_status s;
+
+	ch_cluster_start(&c, 3, NULL);
+	l = ch_node_of(&c, ch_cluster_elect(&c, 1));
+	for (int i = 0; i < 20; i++) {
+		ck_assert_int_eq(raft_propose(l->r, "x", 1, NULL, NULL),
+				 RAFT_OK);
+		ch_cluster_settle(&c);
+	}
+	ch_cluster_tick(&c);
+	raft_get_status(l->r, &s);
+	ck_assert_uint_eq(s.peers[2].match, 21);
+
+	ch_stop(&c.nodes[2]);
+	ch_start(&c.nodes[2], 3, 3, NULL, NULL);
+	for (int i = 0; i < 10; i++) {
+		ch_cluster_tick(&c);
+	}
+	raft_get_status(l->r, &s);
+	ck_assert_uint_eq(s.peers[2].match, 21);
+	raft_get_status(c.nodes[2].r, &s);
+	ck_assert_uint_eq(s.last_index, 21);
+	ck_assert_uint_eq(s.commit, 21);
+	ck_assert_uint_eq(c.nodes[2].n_committed, 21);
+	ck_assert_uint_eq(l->n_losses, 1);
+	ck_assert_uint_eq(l->losses[0].id, 3);
+	ck_assert_uint_eq(l->losses[0].acknowledged, 21);
+	ck_assert_uint_eq(l->losses[0].log_ends, 0);
+
+	/* With the other follower down, leader and node 3 commit. */
+	c.down[2] = true;
+	ck_assert_int_eq(raft_propose(l->r, "y", 1, NULL, NULL), RAFT_OK);
+	ch_cluster_tick(&c);
+	raft_get_status(l->r, &s);
+	ck_assert_uint_eq(s.commit, 22);
+	ck_assert_uint_eq(l->n_losses, 1);
+	ch_cluster_stop(&c);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("core_replication");
@@ -819,6 +1015,9 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_follower_rejects_with_conflict_hint);
 	tcase_add_test(tc, test_leader_skips_conflicting_term_using_hint);
 	tcase_add_test(tc, test_stale_rejection_is_ignored);
+	tcase_add_test(
+	    tc, test_lost_acknowledged_entries_lower_match_and_are_reported);
+	tcase_add_test(tc, test_rejection_not_after_the_acceptance_is_stale);
 	tcase_add_test(tc, test_probe_state_sends_one_append_at_a_time);
 	tcase_add_test(tc, test_replicate_state_pipelines_up_to_max_inflight);
 	tcase_add_test(tc, test_inflight_bytes_bound_the_pipeline);
@@ -839,6 +1038,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_update_pointers_survive_log_growth);
 	tcase_add_test(tc, test_cluster_replicates_and_applies_in_order);
 	tcase_add_test(tc, test_lagging_follower_catches_up);
+	tcase_add_test(tc, test_follower_with_wiped_log_catches_up);
 	suite_add_tcase(s, tc);
 	return s;
 }

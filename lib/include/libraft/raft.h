@@ -20,6 +20,7 @@
  *            update has nothing to persist, once the earlier ones are);
  *         4. apply u.committed to the state machine, in order;
  *         5. answer u.reads;
+ *         6. tell the operator about u.losses (struct raft_log_loss);
  *         raft_advance(r, &u);
  *     }
  *     when a persist of entries up to (index, term) completes:
@@ -279,6 +280,19 @@ RAFT_API int raft_propose(struct raft *r, const void *data, size_t len,
  * RAFT_ENOMEM. */
 RAFT_API int raft_read_index(struct raft *r, uint64_t id);
 
+/* A member whose log was found to end below an index it had acknowledged:
+ * entries it had reported durable are gone from its disk (its data
+ * directory was wiped or replaced, or log files were lost). Raft assumes
+ * this never happens; until the member has them again, those entries are
+ * held by fewer members than the leader counted when it committed them.
+ * The leader has already started sending it the log again from where it
+ * now ends; the report is for the operator. */
+struct raft_log_loss {
+	raft_id id;              /* the member */
+	raft_index acknowledged; /* highest index it had acknowledged */
+	raft_index log_ends;     /* last index of its log now */
+};
+
 /* The work the core wants done. See the top of this file. */
 struct raft_update {
 	bool hard_state_changed; /* term or vote must be persisted */
@@ -305,6 +319,11 @@ struct raft_update {
 	enum raft_role role;     /* current role, changed or not */
 	raft_id leader;          /* known leader, or 0 */
 	raft_index commit;       /* current commit index */
+
+	/* members found by this node, as leader, to have lost acknowledged
+	 * entries; each loss is reported once */
+	const struct raft_log_loss *losses;
+	size_t n_losses; /* reports in losses[] */
 };
 
 /* Whether the core has work for the caller: anything raft_get_update()

@@ -101,11 +101,16 @@ bool core_log_up_to_date(const struct core_log *l, raft_index index,
  *   PROBE ---- APPEND accepted ----> REPLICATE
  *     ^                                  |
  *     +-- APPEND rejected (not stale) ---+
+ *     +-- log lost below match ----------+  (from either state)
  *
  * PROBE: at most one APPEND with entries in flight (probe_sent), resent each
  * heartbeat; next walks back by the follower's hints. REPLICATE: next runs
  * ahead of match; up to max_inflight_msgs / max_inflight_bytes APPENDs are
- * in flight (pipelining), tracked in a ring of their last indexes. */
+ * in flight (pipelining), tracked in a ring of their last indexes.
+ *
+ * match only grows, except when the follower shows that its log now ends
+ * below it (core_handle_append_resp()): then match drops to where the log
+ * ends and probing starts there (core_prog_lost()). */
 enum core_prog_state {
 	CORE_PROBE = 0,
 	CORE_REPLICATE = 1,
@@ -124,6 +129,10 @@ struct core_prog {
 	bool probe_sent;
 	bool recent_active;   /* heard from since the last CheckQuorum round */
 	uint64_t acked_round; /* highest heartbeat round it answered */
+	uint64_t match_round; /* the leader's round when match last rose */
+	uint64_t ack_floor;   /* acceptances of APPENDs of earlier rounds
+				 are ignored: they may predate a loss of
+				 its log */
 	raft_index commit_sent; /* highest commit index sent to it */
 	int vote; /* election: 0 no answer, 1 granted, -1 refused */
 	struct core_inflight *ring;
@@ -141,6 +150,9 @@ void core_prog_sent(struct core_prog *p, raft_index last, size_t bytes);
 bool core_prog_acked(struct core_prog *p, raft_index index);
 void core_prog_become_probe(struct core_prog *p);
 void core_prog_become_replicate(struct core_prog *p);
+/* The follower's log now ends at last, below match: match drops to last
+ * and probing resumes from last + 1. */
+void core_prog_lost(struct core_prog *p, raft_index last);
 
 /* A queue of outgoing messages. APPENDs keep entries == NULL while queued:
  * their entries are log[index + 1 .. index + n_entries] and are resolved to
@@ -196,6 +208,12 @@ struct raft {
 	bool term_committed; /* an entry of this term is committed */
 	bool need_flush;     /* raft_get_update() should send APPENDs */
 	uint64_t round;	     /* last heartbeat round sent */
+	/* Followers found to have lost acknowledged entries, for the next
+	 * update. One slot per member is plenty (each loss needs the member
+	 * to acknowledge again first); a report that finds them full is
+	 * dropped, the repair is not. */
+	struct raft_log_loss losses[RAFT_MAX_PEERS];
+	size_t n_losses;
 
 	/* Reads: waiting for a round (leader) or an answer (follower), and
 	 * ready ones waiting for applied >= index. */

@@ -41,6 +41,8 @@ void core_prog_reset(struct core_prog *p, raft_index last)
 	p->probe_sent = false;
 	p->recent_active = false;
 	p->acked_round = 0;
+	p->match_round = 0;
+	p->ack_floor = 0;
 	p->commit_sent = 0;
 	p->vote = 0;
 	prog_ring_clear(p);
@@ -102,4 +104,15 @@ void core_prog_become_replicate(struct core_prog *p)
 	p->probe_sent = false;
 	p->next = p->match + 1;
 	prog_ring_clear(p);
+}
+
+void core_prog_lost(struct core_prog *p, raft_index last)
+{
+	assert(last < p->match);
+	p->match = last;
+	/* Whatever commit index it learned went with its log. */
+	if (p->commit_sent > last) {
+		p->commit_sent = last;
+	}
+	core_prog_become_probe(p);
 }

@@ -469,8 +469,8 @@ bool raft_has_update(const struct raft *r)
 	return r->term != r->hs_term || r->vote != r->hs_vote ||
 	       r->unstable <= core_log_last(&r->log) || r->out.n > 0 ||
 	       r->out_after.n > 0 || r->apply_next <= apply_limit(r) ||
-	       r->n_reads_done > 0 || r->role != r->ss_role ||
-	       r->leader != r->ss_leader ||
+	       r->n_reads_done > 0 || r->n_losses > 0 ||
+	       r->role != r->ss_role || r->leader != r->ss_leader ||
 	       (r->role == RAFT_LEADER && r->need_flush);
 }
 
@@ -520,6 +520,8 @@ void raft_get_update(struct raft *r, struct raft_update *u)
 	u->role = r->role;
 	u->leader = r->leader;
 	u->commit = r->commit;
+	u->losses = r->losses;
+	u->n_losses = r->n_losses;
 
 	r->grave.update_out = true;
 	r->out_handed = r->out.n;
@@ -564,6 +566,13 @@ void raft_advance(struct raft *r, const struct raft_update *u)
 		memmove(r->reads_done, r->reads_done + n,
 			(r->n_reads_done - n) * sizeof(*r->reads_done));
 		r->n_reads_done -= n;
+	}
+	if (u->n_losses > 0) {
+		size_t n =
+		    u->n_losses < r->n_losses ? u->n_losses : r->n_losses;
+		memmove(r->losses, r->losses + n,
+			(r->n_losses - n) * sizeof(*r->losses));
+		r->n_losses -= n;
 	}
 	r->ss_role = u->role;
 	r->ss_leader = u->leader;

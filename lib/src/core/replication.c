@@ -12,6 +12,10 @@
  *   completes and counts itself only for entries it knows are durable.
  * - Dissertation 6.2 and 9.6 (CheckQuorum): a leader that has not heard
  *   from a majority within an election timeout steps down.
+ * - Outside Raft's fault model: a follower that lost entries it had
+ *   acknowledged (its disk was wiped) is found by its rejections and
+ *   caught up again, as hashicorp/raft does, and reported (see
+ *   core_handle_append_resp()).
  * - An APPEND_RESP goes out in msgs_after_persist: it reports entries as
  *   held, and the term it carries may be new, so both must be durable.
  *   The entries may have come in an earlier update; persists complete in
@@ -330,6 +334,55 @@ static raft_index next_from_hint(const struct raft *r, const struct raft_msg *m)
 	return next < m->index ? next : m->index;
 }
 
+/* Does the rejection m prove that p's log lost entries it acknowledged?
+ *
+ * Its log ended at hint_index (hint_term 0) when it handled the APPEND;
+ * below match, that is a loss only if it handled that APPEND after sending
+ * the acceptance that raised match, for a follower never cuts an entry it
+ * acknowledged to the leader of its term. Rounds order the two: the
+ * APPEND carried the round in which it was sent (context), and match_round
+ * is the round in which the acceptance arrived. An APPEND of a later round
+ * left after the acceptance arrived, so after it was sent. The round the
+ * accepted APPEND was sent in would not do: a heartbeat of the next round
+ * may overtake that APPEND on the way, be rejected by a follower that is
+ * merely behind, and have its rejection arrive after the acceptance. */
+static bool log_lost(const struct raft *r, const struct core_prog *p,
+		     const struct raft_msg *m)
+{
+#if defined(RAFT_MUTANT) && RAFT_MUTANT == 4
+	/* Broken on purpose: a follower's lost log is never noticed. */
+	return false;
+#endif
+	return m->hint_term == 0 && m->hint_index < p->match &&
+	       m->context > p->match_round && m->context <= r->round;
+}
+
+/* Report a loss found by log_lost() and catch the follower up from where
+ * its log ends now.
+ *
+ * An acceptance sent before the loss may still be on its way, and would
+ * raise match again to entries the follower no longer holds. Any APPEND
+ * it answers was sent before this rejection arrived: the follower lost
+ * its log before it sent the rejection, and only what reached it earlier
+ * can have been accepted from the old log. Acceptances of APPENDs of this
+ * round or earlier are therefore ignored from now on. The one for the probe
+ * sent below is among them, so match rises again from the next round's
+ * probe. */
+static void handle_log_lost(struct raft *r, struct core_prog *p,
+			    const struct raft_msg *m)
+{
+	if (r->n_losses < RAFT_MAX_PEERS) {
+		r->losses[r->n_losses++] = (struct raft_log_loss){
+		    .id = p->id,
+		    .acknowledged = p->match,
+		    .log_ends = m->hint_index,
+		};
+	}
+	core_prog_lost(p, m->hint_index);
+	p->ack_floor = r->round + 1;
+	r->need_flush = true;
+}
+
 int core_handle_append_resp(struct raft *r, const struct raft_msg *m)
 {
 	struct core_prog *p = core_prog_of(r, m->from);
@@ -342,6 +395,10 @@ int core_handle_append_resp(struct raft *r, const struct raft_msg *m)
 		if (core_reads_round_acked(r) != RAFT_OK) {
 			return RAFT_ENOMEM;
 		}
+	}
+	if (m->reject && log_lost(r, p, m)) {
+		handle_log_lost(r, p, m);
+		return RAFT_OK;
 	}
 	if (m->reject) {
 		/* A rejection of something already known to match, or of a
@@ -361,7 +418,17 @@ int core_handle_append_resp(struct raft *r, const struct raft_msg *m)
 	if (m->index > core_log_last(&r->log)) {
 		return RAFT_EPROTO;
 	}
+	if (m->context < p->ack_floor) {
+		return RAFT_OK;
+	}
 	if (core_prog_acked(p, m->index)) {
+#if defined(RAFT_MUTANT) && RAFT_MUTANT == 5
+		/* Broken on purpose: the round the accepted APPEND was sent
+		 * in, which a later heartbeat's rejection can overtake. */
+		p->match_round = m->context;
+#else
+		p->match_round = r->round;
+#endif
 		core_maybe_commit(r);
 	}
 	if (p->state == CORE_PROBE) {

@@ -213,6 +213,25 @@ static void note_soft_state(struct raft_node *n)
 	n->leader = leader;
 }
 
+/* A member that lost entries it had made durable breaks an assumption of
+ * Raft: the operator should find out how. Logged once per loss. */
+static void note_log_losses(struct raft_node *n, const struct raft_update *u)
+{
+	for (size_t i = 0; i < u->n_losses; i++) {
+		const struct raft_log_loss *l = &u->losses[i];
+
+		node_logf(n, RAFT_LOG_WARN,
+			  "msg=\"member lost acknowledged log entries\" "
+			  "id=%llu peer=%llu acknowledged=%llu log_ends=%llu "
+			  "action=\"find out how its data directory lost "
+			  "them; it is being sent the log again\"",
+			  (unsigned long long)n->cfg.id,
+			  (unsigned long long)l->id,
+			  (unsigned long long)l->acknowledged,
+			  (unsigned long long)l->log_ends);
+	}
+}
+
 /* Messages */
 
 static struct raft_msg *msg_copy(const struct raft_msg *m)
@@ -900,6 +919,7 @@ void node_run(struct raft_node *n)
 			node_fail(n, rc, what);
 			break;
 		}
+		note_log_losses(n, &u);
 		raft_advance(n->core, &u);
 		note_soft_state(n);
 		check_leadership(n);
