@@ -187,6 +187,33 @@ check "another member's cluster file with its self= line set is this one's" \
 	bash -c "sed 's/^self=2\$/self=3/' '$IT_TMP/node2/cluster' |
 		cmp -s - '$IT_TMP/node3/cluster'"
 
+# A member line of the cluster file edited so that it still parses: the
+# stored cluster id is no longer that of the stored members, so the file
+# is refused as damaged (exit 1) with the same advice as above.
+rm -rf "$IT_TMP/edit3"
+cp -r "$IT_TMP/node3" "$IT_TMP/edit3"
+sed -i 's/^member=1 .*/member=1 127.0.0.1:23408/' "$IT_TMP/edit3/cluster"
+check "a cluster file with an edited member line is refused as damaged (exit 1)" \
+	kvd_says 1 "$IT_TMP/edit3/cluster is damaged (its cluster id" \
+	--id 3 --data-dir "$IT_TMP/edit3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+check "... naming the members given and those of its lines" \
+	kvd_says 1 "is that of the members given, $IT_PEERS, not of its member lines, 1=127.0.0.1:23408,2=127.0.0.1:23402,3=127.0.0.1:23403: a member line was changed); restore it from a backup" \
+	--id 3 --data-dir "$IT_TMP/edit3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+cp "$IT_TMP/node3/cluster" "$IT_TMP/edit3/cluster"
+sed -i 's/^cluster_id=.*/cluster_id=12345/' "$IT_TMP/edit3/cluster"
+check "a cluster file with an edited cluster id is refused as damaged (exit 1)" \
+	kvd_says 1 "is damaged (its cluster id 12345 does not match its members $IT_PEERS: the id or a member line was changed" \
+	--id 3 --data-dir "$IT_TMP/edit3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+cp "$IT_TMP/node3/cluster" "$IT_TMP/edit3/cluster"
+sed -i 's/^self=3$/self=3garbage/' "$IT_TMP/edit3/cluster"
+check "a self= line with text after the id is refused as damaged (exit 1)" \
+	kvd_says 1 "$IT_TMP/edit3/cluster is damaged (line 2)" \
+	--id 3 --data-dir "$IT_TMP/edit3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+
 # A state machine file damaged while the node was down (cut short past its
 # meta pages, emptied, or cut inside them) is discarded at start with a
 # warning naming it, and rebuilt from the node's own log: node 3's own

@@ -765,6 +765,177 @@ START_TEST(test_damaged_cluster_file_is_refused)
 }
 END_TEST
 
+/* Cluster files edited by hand */
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fputs(text, f), 0);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static void read_text(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	ck_assert_ptr_nonnull(f);
+	n = fread(buf, 1, len - 1, f);
+	ck_assert(n < len - 1); /* all of it */
+	buf[n] = '\0';
+	fclose(f);
+}
+
+/* text with its first line that starts with prefix replaced by line. */
+static void replace_line(const char *text, const char *prefix, const char *line,
+			 char *out, size_t len)
+{
+	const char *at = strstr(text, prefix), *end;
+
+	ck_assert_ptr_nonnull(at);
+	ck_assert(at == text || at[-1] == '\n');
+	end = strchr(at, '\n');
+	ck_assert_ptr_nonnull(end);
+	ck_assert_int_lt(
+	    snprintf(out, len, "%.*s%s%s", (int)(at - text), text, line, end),
+	    (int)len);
+}
+
+/* Open node i of c expecting rc with want in the message, then run the
+ * loop until what the refused start opened is closed (no other node of c
+ * may be open). */
+static void open_refused(struct cluster *c, size_t i, int rc, const char *want)
+{
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	char errmsg[1024];
+
+	store_config(c, i, &cfg);
+	ck_assert_int_eq(
+	    kv_store_open(&c->loop, &cfg, &s, errmsg, sizeof(errmsg)), rc);
+	ck_assert_ptr_null(s);
+	ck_assert_msg(strstr(errmsg, want) != NULL, "no '%s' in: %s", want,
+		      errmsg);
+	uv_run(&c->loop, UV_RUN_DEFAULT);
+}
+
+/* Numbers in the cluster file are digits alone, within 64 bits, with
+ * nothing after them but blanks, and self= and cluster_id= come once: any
+ * other line is reported as damage at its line number, and the file is
+ * left as it was. Trailing blanks are accepted. */
+START_TEST(test_cluster_file_is_parsed_strictly)
+{
+	static const struct {
+		const char *prefix, *line, *want;
+	} bad[] = {
+	    {"self=", "self=1garbage", "damaged (line 2)"},
+	    {"self=", "self=+1", "damaged (line 2)"},
+	    {"self=", "self= 1", "damaged (line 2)"},
+	    {"self=", "self=1\nself=1", "damaged (line 3)"},
+	    {"cluster_id=", "cluster_id=123xyz", "damaged (line 3)"},
+	    {"cluster_id=", "cluster_id=18446744073709551616",
+	     "damaged (line 3)"},
+	    {"cluster_id=", "cluster_id=", "damaged (line 3)"},
+	    {"member=1 ", "member=1 127.0.0.1:22300 extra junk",
+	     "damaged (line 4)"},
+	    {"member=1 ", "member=1x 127.0.0.1:22300", "damaged (line 4)"},
+	    {"member=1 ", "member=1", "damaged (line 4)"},
+	};
+	struct cluster c;
+	char path[128], orig[512], text[512], back[512];
+
+	cluster_init(&c, 1, 22300);
+	open_store(&c, 0);
+	close_store(&c, 0);
+	snprintf(path, sizeof(path), "%s/cluster", c.dirs[0]);
+	read_text(path, orig, sizeof(orig));
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		replace_line(orig, bad[i].prefix, bad[i].line, text,
+			     sizeof(text));
+		write_text(path, text);
+		open_refused(&c, 0, RAFT_ECORRUPT, bad[i].want);
+		read_text(path, back, sizeof(back));
+		ck_assert_str_eq(back, text);
+	}
+	write_text(path, "");
+	open_refused(&c, 0, RAFT_ECORRUPT, "is damaged (it is empty)");
+
+	replace_line(orig, "self=", "self=1 \t", text, sizeof(text));
+	write_text(path, text);
+	open_store(&c, 0);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* The stored cluster id is the hash of the stored members: a file whose
+ * id or member lines were edited is refused as damaged, naming the lists,
+ * instead of running with members its peers do not have (they would refuse
+ * it for its cluster id). */
+START_TEST(test_edited_cluster_id_or_member_line_is_refused)
+{
+	struct cluster c;
+	char path[128], orig[512], text[512], line[64];
+	unsigned long long id;
+	const char *at;
+
+	cluster_init(&c, 1, 22310);
+	open_store(&c, 0);
+	close_store(&c, 0);
+	snprintf(path, sizeof(path), "%s/cluster", c.dirs[0]);
+	read_text(path, orig, sizeof(orig));
+	at = strstr(orig, "cluster_id=");
+	ck_assert_ptr_nonnull(at);
+	ck_assert_int_eq(sscanf(at, "cluster_id=%llu", &id), 1);
+
+	snprintf(line, sizeof(line), "cluster_id=%llu", id + 1);
+	replace_line(orig, "cluster_id=", line, text, sizeof(text));
+	write_text(path, text);
+	open_refused(&c, 0, RAFT_ECORRUPT, "does not match its members");
+	open_refused(&c, 0, RAFT_ECORRUPT, "1=127.0.0.1:22310");
+
+	replace_line(orig, "member=1 ", "member=1 127.0.0.1:22319", text,
+		     sizeof(text));
+	write_text(path, text);
+	open_refused(&c, 0, RAFT_ECORRUPT,
+		     "is that of the members given, 1=127.0.0.1:22310, not "
+		     "of its member lines, 1=127.0.0.1:22319: a member line "
+		     "was changed");
+	open_refused(&c, 0, RAFT_ECORRUPT, "restore it from a backup");
+
+	write_text(path, orig);
+	open_store(&c, 0);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A cluster id the caller chose at the first start is accepted when given
+ * again; without it, the stored id must be the members' own. */
+START_TEST(test_chosen_cluster_id_is_given_at_every_start)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	char errmsg[1024];
+
+	cluster_init(&c, 1, 22320);
+	store_config(&c, 0, &cfg);
+	cfg.node.cluster_id = 4242;
+	ck_assert_int_eq(
+	    kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg)),
+	    RAFT_OK);
+	close_store(&c, 0);
+	ck_assert_int_eq(
+	    kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg)),
+	    RAFT_OK);
+	close_store(&c, 0);
+	open_refused(&c, 0, RAFT_ECORRUPT,
+		     "its cluster id 4242 does not match");
+	cluster_stop(&c);
+}
+END_TEST
+
 /* A data directory started under another member's id (a copy of node 3's
  * directory started as node 2) is refused with RAFT_EMISMATCH naming both
  * ids; its own id still opens it. */
@@ -1776,6 +1947,9 @@ static Suite *node_suite(void)
 	tcase_add_test(
 	    tc, test_members_with_one_address_are_refused_and_not_stored);
 	tcase_add_test(tc, test_damaged_cluster_file_is_refused);
+	tcase_add_test(tc, test_cluster_file_is_parsed_strictly);
+	tcase_add_test(tc, test_edited_cluster_id_or_member_line_is_refused);
+	tcase_add_test(tc, test_chosen_cluster_id_is_given_at_every_start);
 	tcase_add_test(tc, test_busy_data_dir_and_peer_addr_are_refused);
 	tcase_add_test(tc, test_oversized_and_empty_requests_are_refused);
 	tcase_add_test(tc, test_close_fails_pending_writes);

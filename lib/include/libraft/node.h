@@ -172,11 +172,14 @@ struct raft_node_config {
 	const struct raft_member *members; /* required at the first start;
 					      later optional, and checked
 					      against the stored list */
-	size_t n_members;	 /* entries in members; 0 after the first start
-				    to use the stored list */
-	uint64_t cluster_id;	 /* 0: derive from the members on first start */
-	unsigned tick_ms;	 /* default 50 */
-	unsigned election_ticks; /* default 10 */
+	size_t n_members;	  /* entries in members; 0 after the first start
+				     to use the stored list */
+	uint64_t cluster_id;	  /* 0: derived from the members at the first
+				     start; one chosen then must be given at
+				     every start (without it, the stored id
+				     must be the members' own) */
+	unsigned tick_ms;	  /* default 50 */
+	unsigned election_ticks;  /* default 10 */
 	unsigned heartbeat_ticks; /* default 1; below election_ticks */
 	size_t segment_size;	  /* log segment bytes; default 64 MiB,
 				     at least 4 KiB */

@@ -12,8 +12,15 @@
  *     cluster_id=<decimal>
  *     member=<id> <host:port>      (one line per member)
  *
- * Version 1 files lack self= and are refused with a message saying how to
- * add it.
+ * Numbers are decimal digits with nothing after them but blanks; each of
+ * self= and cluster_id= appears once. Version 1 files lack self= and are
+ * refused with a message saying how to add it.
+ *
+ * The cluster id is node_cluster_id() of the members unless the caller
+ * chose one at the first start, and must then give it at every start: a
+ * stored id that is neither is a sign of an edited file (a member line
+ * changed by hand, a typo in the id), refused as damage like an unparsable
+ * line, so that the member never runs with members its peers do not have.
  *
  * Happy path: the file is absent at the first start; once the node is
  * listening for peers it is written to DIR/cluster.tmp, fsynced, renamed
@@ -21,9 +28,10 @@
  * no file or the whole file. Later starts read and check it.
  *
  * Failure modes: a write or sync error leaves no DIR/cluster (the next start
- * tries again); an unparsable file is RAFT_ECORRUPT; a stale DIR/cluster.tmp
- * from a crash is overwritten.
+ * tries again); an unparsable file and a cluster id its members do not give
+ * are RAFT_ECORRUPT; a stale DIR/cluster.tmp from a crash is overwritten.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -222,16 +230,130 @@ static bool has_member(const struct raft_member *m, size_t n, raft_id id)
 	return false;
 }
 
+/* The advice never includes an empty data directory: a member that restarts
+ * empty has forgotten its vote and its log, which the cluster counts on (a
+ * second vote in a term, or a committed entry lost from a majority). Every
+ * member's file holds the same members and cluster id; only self= differs.
+ * Returns RAFT_ECORRUPT. */
+static int damaged(const char *path, const char *why, char *errmsg,
+		   size_t errlen)
+{
+	node_errf(errmsg, errlen,
+		  "%s is damaged (%s); restore it from a backup of this "
+		  "data directory, or copy the cluster file of another member "
+		  "and set its self= line to this member's id; never start "
+		  "this member on an empty data directory (it would forget "
+		  "its votes and log)",
+		  path, why);
+	return RAFT_ECORRUPT;
+}
+
+static const char *skip_blanks(const char *p)
+{
+	while (isspace((unsigned char)*p)) {
+		p++;
+	}
+	return p;
+}
+
+/* A decimal number at *p, moving *p past it: digits only (strtoull() alone
+ * would take blanks and a sign first), and no more than 64 bits. */
+static bool parse_number(const char **p, uint64_t *out)
+{
+	char *end;
+
+	if (!isdigit((unsigned char)**p)) {
+		return false;
+	}
+	errno = 0;
+	*out = strtoull(*p, &end, 10);
+	if (errno == ERANGE) {
+		return false;
+	}
+	*p = end;
+	return true;
+}
+
+/* "<key><number>", nothing after the number but blanks. */
+static bool parse_number_line(const char *line, const char *key, uint64_t *out)
+{
+	size_t len = strlen(key);
+
+	if (strncmp(line, key, len) != 0) {
+		return false;
+	}
+	line += len;
+	return parse_number(&line, out) && *skip_blanks(line) == '\0';
+}
+
+/* "member=<id> <host:port>", nothing after the address but blanks. */
+static bool parse_member_line(const char *line, struct raft_member *m)
+{
+	const char *addr;
+	size_t len = 0;
+
+	if (strncmp(line, "member=", 7) != 0) {
+		return false;
+	}
+	line += 7;
+	if (!parse_number(&line, &m->id) || (*line != ' ' && *line != '\t')) {
+		return false;
+	}
+	addr = skip_blanks(line);
+	while (addr[len] != '\0' && !isspace((unsigned char)addr[len])) {
+		len++;
+	}
+	if (len == 0 || len >= RAFT_ADDR_MAX ||
+	    *skip_blanks(addr + len) != '\0') {
+		return false;
+	}
+	memcpy(m->addr, addr, len);
+	m->addr[len] = '\0';
+	return true;
+}
+
+/* What is wrong with a parsed file as a whole, or NULL; why holds the
+ * text. */
+static const char *check_parsed(const struct node_cluster *c, bool have_self,
+				bool have_id, char *why, size_t len)
+{
+	char problem[256];
+
+	if (!have_self) {
+		return "it has no self= line";
+	}
+	if (!have_id) {
+		return "it has no cluster_id= line";
+	}
+	if (c->cluster_id == 0) {
+		return "its cluster id is 0";
+	}
+	if (c->n_members == 0) {
+		return "it has no member= line";
+	}
+	if (check_members(c->members, c->n_members, problem, sizeof(problem)) !=
+	    RAFT_OK) {
+		snprintf(why, len, "%s", problem);
+		return why;
+	}
+	if (!has_member(c->members, c->n_members, c->self)) {
+		snprintf(why, len, "self=%" PRIu64 " is not one of its members",
+			 c->self);
+		return why;
+	}
+	return NULL;
+}
+
 /* Parse DIR/cluster. Returns RAFT_OK, RAFT_ENOTFOUND (no file), RAFT_EIO or
  * RAFT_ECORRUPT. */
 static int read_cluster(const char *path, struct node_cluster *c, char *errmsg,
 			size_t errlen)
 {
-	char line[256];
+	char line[256], why[320];
+	const char *problem;
 	unsigned lineno = 0;
 	bool have_id = false, have_self = false;
 	FILE *f = fopen(path, "r");
-	int rc = RAFT_OK;
 
 	memset(c, 0, sizeof(*c));
 	if (f == NULL) {
@@ -243,13 +365,11 @@ static int read_cluster(const char *path, struct node_cluster *c, char *errmsg,
 		return RAFT_EIO;
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
-		uint64_t id;
-		char addr[RAFT_ADDR_MAX + 1];
 		char *nl = strchr(line, '\n');
 
 		lineno++;
 		if (nl == NULL) {
-			goto bad;
+			goto bad_line;
 		}
 		*nl = '\0';
 		if (lineno == 1) {
@@ -257,53 +377,38 @@ static int read_cluster(const char *path, struct node_cluster *c, char *errmsg,
 				goto old;
 			}
 			if (strcmp(line, CLUSTER_MAGIC) != 0) {
-				goto bad;
+				goto bad_line;
 			}
-		} else if (sscanf(line, "self=%" SCNu64, &id) == 1) {
-			c->self = id;
+		} else if (!have_self &&
+			   parse_number_line(line, "self=", &c->self)) {
 			have_self = true;
-		} else if (sscanf(line, "cluster_id=%" SCNu64, &id) == 1) {
-			c->cluster_id = id;
+		} else if (!have_id && parse_number_line(line, "cluster_id=",
+							 &c->cluster_id)) {
 			have_id = true;
-		} else if (sscanf(line, "member=%" SCNu64 " %64s", &id, addr) ==
-			       2 &&
-			   strlen(addr) < RAFT_ADDR_MAX &&
-			   c->n_members < RAFT_MAX_PEERS) {
-			c->members[c->n_members].id = id;
-			strcpy(c->members[c->n_members].addr, addr);
+		} else if (c->n_members < RAFT_MAX_PEERS &&
+			   parse_member_line(line, &c->members[c->n_members])) {
 			c->n_members++;
 		} else {
-			goto bad;
+			goto bad_line;
 		}
 	}
 	if (ferror(f)) {
 		node_errf(errmsg, errlen, "cannot read %s: %s", path,
 			  strerror(errno));
-		rc = RAFT_EIO;
-	} else if (!have_id || c->cluster_id == 0 || !have_self ||
-		   !has_member(c->members, c->n_members, c->self) ||
-		   check_members(c->members, c->n_members, NULL, 0) != 0) {
-		lineno = 0;
-		goto bad;
+		fclose(f);
+		return RAFT_EIO;
 	}
 	fclose(f);
-	return rc;
+	problem = lineno == 0
+		      ? "it is empty"
+		      : check_parsed(c, have_self, have_id, why, sizeof(why));
+	return problem == NULL ? RAFT_OK
+			       : damaged(path, problem, errmsg, errlen);
 
-	/* The advice never includes an empty data directory: a member that
-	 * restarts empty has forgotten its vote and its log, which the
-	 * cluster counts on (a second vote in a term, or a committed entry
-	 * lost from a majority). Every member's file holds the same members
-	 * and cluster id; only self= differs. */
-bad:
+bad_line:
 	fclose(f);
-	node_errf(errmsg, errlen,
-		  "%s is damaged (line %u); restore it from a backup of this "
-		  "data directory, or copy the cluster file of another member "
-		  "and set its self= line to this member's id; never start "
-		  "this member on an empty data directory (it would forget "
-		  "its votes and log)",
-		  path, lineno);
-	return RAFT_ECORRUPT;
+	snprintf(why, sizeof(why), "line %u", lineno);
+	return damaged(path, why, errmsg, errlen);
 
 old:
 	fclose(f);
@@ -347,6 +452,40 @@ static bool holds_log(const char *dir)
 
 	snprintf(path, sizeof(path), "%s/log/meta", dir);
 	return access(path, F_OK) == 0;
+}
+
+/* Unless the caller gives the cluster id (then checked against the stored
+ * one), the stored id is the hash of the stored members: if not, the file
+ * was edited, and the member would run with members its peers do not
+ * have. */
+static int check_cluster_id(const char *path,
+			    const struct raft_node_config *cfg,
+			    const struct node_cluster *c, char *errmsg,
+			    size_t errlen)
+{
+	char have[1024], want[1024], why[2304];
+
+	if (cfg->cluster_id != 0 ||
+	    c->cluster_id == node_cluster_id(c->members, c->n_members)) {
+		return RAFT_OK;
+	}
+	format_members(c->members, c->n_members, have, sizeof(have));
+	if (cfg->n_members > 0 &&
+	    node_cluster_id(cfg->members, cfg->n_members) == c->cluster_id) {
+		format_members(cfg->members, cfg->n_members, want,
+			       sizeof(want));
+		snprintf(why, sizeof(why),
+			 "its cluster id %" PRIu64 " is that of the members "
+			 "given, %s, not of its member lines, %s: a member "
+			 "line was changed",
+			 c->cluster_id, want, have);
+	} else {
+		snprintf(why, sizeof(why),
+			 "its cluster id %" PRIu64 " does not match its "
+			 "members %s: the id or a member line was changed",
+			 c->cluster_id, have);
+	}
+	return damaged(path, why, errmsg, errlen);
 }
 
 int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
@@ -403,6 +542,10 @@ int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 		c->fresh = true;
 		return RAFT_OK;
 	}
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	rc = check_cluster_id(path, cfg, c, errmsg, errlen);
 	if (rc != RAFT_OK) {
 		return rc;
 	}
