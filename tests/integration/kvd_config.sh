@@ -1,7 +1,8 @@
 #!/bin/bash
-# kvd configurations that cannot work: refused at start with exit 2 (or 1
-# for a busy port) and a message naming the cause, with nothing stored that
-# would refuse the corrected configuration afterwards.
+# kvd configurations that cannot work, and data directories it cannot trust:
+# refused at start with exit 2 (or 1 for a busy port or a damaged data
+# directory) and a message naming the cause, with nothing stored that would
+# refuse the corrected configuration afterwards.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
@@ -212,6 +213,31 @@ sed -i 's/^self=3$/self=3garbage/' "$IT_TMP/edit3/cluster"
 check "a self= line with text after the id is refused as damaged (exit 1)" \
 	kvd_says 1 "$IT_TMP/edit3/cluster is damaged (line 2)" \
 	--id 3 --data-dir "$IT_TMP/edit3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+
+# The cluster file is written after the log's first segment, and the log
+# keeps at least one: a directory with the file but without its log lost
+# the member's votes and entries, and is refused (exit 1) rather than
+# joining as a blank member with term 0.
+rm -rf "$IT_TMP/lost3"
+cp -r "$IT_TMP/node3" "$IT_TMP/lost3"
+rm -rf "$IT_TMP/lost3/log" "$IT_TMP/lost3/kv"
+check "a data directory with its cluster file but no log is refused (exit 1)" \
+	kvd_says 1 "$IT_TMP/lost3/cluster says this data directory belongs to member 3 of cluster" \
+	--id 3 --data-dir "$IT_TMP/lost3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+check "... saying that the log is missing and the votes and log are lost" \
+	kvd_says 1 "its Raft log ($IT_TMP/lost3/log) is missing: the member's votes and log are lost; restore the whole data directory from a backup" \
+	--id 3 --data-dir "$IT_TMP/lost3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+check "... and nothing was created in it" \
+	[ ! -e "$IT_TMP/lost3/log" ] && [ ! -e "$IT_TMP/lost3/kv" ]
+rm -rf "$IT_TMP/lost3"
+cp -r "$IT_TMP/node3" "$IT_TMP/lost3"
+rm -rf "$IT_TMP/lost3/log"/*.seg "$IT_TMP/lost3/kv"
+check "a log with its term and vote file but no segment files is refused (exit 1)" \
+	kvd_says 1 "($IT_TMP/lost3/log) has its term and vote file but no segment files" \
+	--id 3 --data-dir "$IT_TMP/lost3" --client-addr "$(client_addr 3)" \
 	--peers "$IT_PEERS"
 
 # A state machine file damaged while the node was down (cut short past its

@@ -936,6 +936,69 @@ START_TEST(test_chosen_cluster_id_is_given_at_every_start)
 }
 END_TEST
 
+/* Move every file of from whose name ends in suffix into to. */
+static void move_files(const char *from, const char *to, const char *suffix)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && mv '%s'/*%s '%s'/", to,
+		 from, suffix, to);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* A data directory whose cluster file is there but whose log is gone (the
+ * log directory removed, or its segment files, with or without the term
+ * and vote file) is refused with RAFT_ECORRUPT naming the directory, the
+ * member and what is missing, and is left as it was: starting it as an
+ * empty member would forget its votes and entries. With the log back, it
+ * starts. */
+START_TEST(test_data_dir_without_its_log_is_refused)
+{
+	struct cluster c;
+	char log[128], aside[128], meta[160], want[256];
+	int l;
+
+	cluster_start(&c, 1, 22330);
+	l = wait_leader(&c);
+	ck_assert_int_eq(put_sync(&c, (size_t)l, "k", "v").status, RAFT_OK);
+	close_store(&c, 0);
+	snprintf(log, sizeof(log), "%s/log", c.dirs[0]);
+	snprintf(aside, sizeof(aside), "%s/aside", c.dirs[0]);
+	snprintf(meta, sizeof(meta), "%s/meta", log);
+	snprintf(want, sizeof(want),
+		 "%s/cluster says this data directory belongs to member 1 of "
+		 "cluster ",
+		 c.dirs[0]);
+
+	ck_assert_int_eq(rename(log, aside), 0);
+	open_refused(&c, 0, RAFT_ECORRUPT, want);
+	snprintf(want, sizeof(want),
+		 "its Raft log (%s) is missing: the member's votes and log "
+		 "are lost",
+		 log);
+	open_refused(&c, 0, RAFT_ECORRUPT, want);
+	ck_assert_int_ne(access(log, F_OK), 0);
+	ck_assert_int_eq(rename(aside, log), 0);
+
+	move_files(log, aside, ".seg");
+	open_refused(&c, 0, RAFT_ECORRUPT,
+		     "has its term and vote file but no segment files");
+	ck_assert_int_eq(access(meta, F_OK), 0);
+
+	move_files(log, aside, "meta");
+	open_refused(&c, 0, RAFT_ECORRUPT,
+		     "has no segment files and no term and vote file");
+	open_refused(&c, 0, RAFT_ECORRUPT, "restore the whole data directory");
+
+	move_files(aside, log, "");
+	ck_assert_int_eq(rmdir(aside), 0);
+	open_store(&c, 0);
+	wait_leader(&c);
+	ck_assert_str_eq(get_sync(&c, 0, "k", false).val, "v");
+	cluster_stop(&c);
+}
+END_TEST
+
 /* A data directory started under another member's id (a copy of node 3's
  * directory started as node 2) is refused with RAFT_EMISMATCH naming both
  * ids; its own id still opens it. */
@@ -1950,6 +2013,7 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, test_cluster_file_is_parsed_strictly);
 	tcase_add_test(tc, test_edited_cluster_id_or_member_line_is_refused);
 	tcase_add_test(tc, test_chosen_cluster_id_is_given_at_every_start);
+	tcase_add_test(tc, test_data_dir_without_its_log_is_refused);
 	tcase_add_test(tc, test_busy_data_dir_and_peer_addr_are_refused);
 	tcase_add_test(tc, test_oversized_and_empty_requests_are_refused);
 	tcase_add_test(tc, test_close_fails_pending_writes);

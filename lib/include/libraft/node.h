@@ -32,8 +32,11 @@
  *         --> cb(RAFT_OK, index): the caller now reads its state machine.
  *
  * Data directory: DIR/cluster holds the cluster id and member list, written
- * at the first start and checked by later ones; DIR/log/ the Raft log;
- * DIR/LOCK is locked while a node uses the directory.
+ * at the first start (after DIR/log/ has its first segment) and checked by
+ * later ones; DIR/log/ the Raft log; DIR/LOCK is locked while a node uses
+ * the directory. Either of DIR/cluster and the log without the other is
+ * refused as damage: the member's votes and entries would be lost, or
+ * claimed by whatever id is given.
  */
 #ifndef LIBRAFT_NODE_H
 #define LIBRAFT_NODE_H

@@ -22,16 +22,24 @@
  * changed by hand, a typo in the id), refused as damage like an unparsable
  * line, so that the member never runs with members its peers do not have.
  *
+ * The file is written only after the log has been created (its first
+ * segment file exists from the first open on, and the log never removes its
+ * last one), so a directory with the file but without segment files has
+ * lost its log: it is refused, as is the mirror case, a log without the
+ * file.
+ *
  * Happy path: the file is absent at the first start; once the node is
  * listening for peers it is written to DIR/cluster.tmp, fsynced, renamed
  * over DIR/cluster and the directory is fsynced, so a crash leaves either
  * no file or the whole file. Later starts read and check it.
  *
  * Failure modes: a write or sync error leaves no DIR/cluster (the next start
- * tries again); an unparsable file and a cluster id its members do not give
- * are RAFT_ECORRUPT; a stale DIR/cluster.tmp from a crash is overwritten.
+ * tries again); an unparsable file, a cluster id its members do not give and
+ * a missing log are RAFT_ECORRUPT; a stale DIR/cluster.tmp from a crash is
+ * overwritten.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -443,15 +451,87 @@ static bool same_members(const struct raft_member *a, size_t na,
 	return true;
 }
 
-/* Whether dir/log holds a term and vote: the node ran as a member. (A
- * first start that failed leaves at most an empty segment; entries never
- * exist without the term file, the log refuses that.) */
-static bool holds_log(const char *dir)
+/* What DIR/log holds, seen from its file names. */
+struct log_files {
+	bool dir;    /* DIR/log exists */
+	bool meta;   /* the term and vote file: the node ran as a member (a
+			first start that failed leaves at most an empty
+			segment; entries never exist without it, the log
+			refuses that) */
+	size_t segs; /* segment files */
+};
+
+/* "<20 digits>.seg", as the log names its segments. */
+static bool is_segment_name(const char *name)
+{
+	if (strlen(name) != 24 || strcmp(name + 20, ".seg") != 0) {
+		return false;
+	}
+	for (int i = 0; i < 20; i++) {
+		if (!isdigit((unsigned char)name[i])) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static int scan_log(const char *dir, struct log_files *lf, char *errmsg,
+		    size_t errlen)
 {
 	char path[4096];
+	struct dirent *d;
+	DIR *dp;
 
-	snprintf(path, sizeof(path), "%s/log/meta", dir);
-	return access(path, F_OK) == 0;
+	memset(lf, 0, sizeof(*lf));
+	snprintf(path, sizeof(path), "%s/log", dir);
+	dp = opendir(path);
+	if (dp == NULL) {
+		if (errno == ENOENT) {
+			return RAFT_OK;
+		}
+		node_errf(errmsg, errlen, "cannot read %s: %s", path,
+			  strerror(errno));
+		return RAFT_EIO;
+	}
+	lf->dir = true;
+	while ((d = readdir(dp)) != NULL) {
+		if (strcmp(d->d_name, "meta") == 0) {
+			lf->meta = true;
+		} else if (is_segment_name(d->d_name)) {
+			lf->segs++;
+		}
+	}
+	closedir(dp);
+	return RAFT_OK;
+}
+
+/* A stored cluster file comes after the log's first segment file, and the
+ * log never removes its last one: without any, this member's log is lost,
+ * and starting it with an empty one would let it vote again in terms it
+ * voted in and count as a copy of entries it no longer has. */
+static int check_log_kept(const char *dir, const struct node_cluster *c,
+			  const struct log_files *lf, char *errmsg,
+			  size_t errlen)
+{
+	const char *what;
+
+	if (lf->segs > 0) {
+		return RAFT_OK;
+	}
+	what = !lf->dir	  ? "is missing"
+	       : lf->meta ? "has its term and vote file but no segment files"
+			  : "has no segment files and no term and vote file";
+	node_errf(errmsg, errlen,
+		  "%s/%s says this data directory belongs to member %" PRIu64
+		  " of cluster %" PRIu64 ", but its Raft log (%s/log) %s: "
+		  "the member's votes and log are lost; restore the whole data "
+		  "directory from a backup taken while the node was stopped; "
+		  "starting this member afresh (on an empty data directory, "
+		  "or without its %s file) is unsafe: the cluster counts on "
+		  "the votes and entries it has lost",
+		  dir, CLUSTER_FILE, c->self, c->cluster_id, dir, what,
+		  CLUSTER_FILE);
+	return RAFT_ECORRUPT;
 }
 
 /* Unless the caller gives the cluster id (then checked against the stored
@@ -492,6 +572,7 @@ int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 		      struct node_cluster *c, char *errmsg, size_t errlen)
 {
 	char path[4096], have[1024], want[1024];
+	struct log_files lf;
 	int rc;
 
 	if (cfg->n_members > 0) {
@@ -508,9 +589,13 @@ int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 			return RAFT_EINVAL;
 		}
 	}
+	rc = scan_log(dir, &lf, errmsg, errlen);
+	if (rc != RAFT_OK) {
+		return rc;
+	}
 	snprintf(path, sizeof(path), "%s/%s", dir, CLUSTER_FILE);
 	rc = read_cluster(path, c, errmsg, errlen);
-	if (rc == RAFT_ENOTFOUND && holds_log(dir)) {
+	if (rc == RAFT_ENOTFOUND && lf.meta) {
 		/* Without the file nothing says whose log this is: taking it
 		 * as a first start would let any id adopt another member's
 		 * votes and entries. */
@@ -542,6 +627,10 @@ int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 		c->fresh = true;
 		return RAFT_OK;
 	}
+	if (rc != RAFT_OK) {
+		return rc;
+	}
+	rc = check_log_kept(dir, c, &lf, errmsg, errlen);
 	if (rc != RAFT_OK) {
 		return rc;
 	}

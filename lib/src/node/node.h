@@ -29,8 +29,9 @@ struct node_cluster {
  * node_cluster_id() of the stored members. Returns RAFT_OK, RAFT_EINVAL (no
  * members at the first start, or a bad member list: duplicate ids or
  * addresses, cfg->id not among them), RAFT_EMISMATCH, RAFT_ECORRUPT
- * (unparsable or old-format file, a cluster id its members do not give),
- * RAFT_EIO, with errmsg saying which and what to do. */
+ * (unparsable or old-format file, a cluster id its members do not give, a
+ * log without the file, the file without a log: DIR/log missing or without
+ * segment files), RAFT_EIO, with errmsg saying which and what to do. */
 int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 		      struct node_cluster *c, char *errmsg, size_t errlen);
 
