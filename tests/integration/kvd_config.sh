@@ -188,6 +188,22 @@ check "another member's cluster file with its self= line set is this one's" \
 	bash -c "sed 's/^self=2\$/self=3/' '$IT_TMP/node2/cluster' |
 		cmp -s - '$IT_TMP/node3/cluster'"
 
+# Other --peers than the stored members: a configuration mistake (exit 2)
+# whose advice keeps node 3's votes and log, showing both lists.
+other_peers=1=127.0.0.1:23401,2=127.0.0.1:23402,3=127.0.0.1:23409
+check "other --peers than stored are refused, showing both lists (exit 2)" \
+	kvd_says 2 "was initialised with members $IT_PEERS but the configuration lists $other_peers; membership changes are not supported: start this member with the stored members" \
+	--id 3 --data-dir "$IT_TMP/node3" --client-addr "$(client_addr 3)" \
+	--peers "$other_peers"
+check "... advising to restore an edited cluster file, never an empty data directory" \
+	kvd_says 2 "if $IT_TMP/node3/cluster was edited, restore it from a backup of this data directory, or copy another member's and set its self= line to 3; never start this member on an empty data directory" \
+	--id 3 --data-dir "$IT_TMP/node3" --client-addr "$(client_addr 3)" \
+	--peers "$other_peers"
+check "... and never to form a new cluster on an empty one" \
+	bash -c "! timeout 10 '$KVD' --id 3 --data-dir '$IT_TMP/node3' \
+		--client-addr $(client_addr 3) --peers $other_peers 2>&1 |
+		grep -q 'form a new cluster'"
+
 # A member line of the cluster file edited so that it still parses: the
 # stored cluster id is no longer that of the stored members, so the file
 # is refused as damaged (exit 1) with the same advice as above.

@@ -678,17 +678,20 @@ END_TEST
 
 /* A restart with a member list other than the stored one is refused with
  * RAFT_EMISMATCH and a message naming both lists; so is another cluster
- * id. The stored configuration still works afterwards. */
+ * id. The advice for a member that has voted keeps its votes and log:
+ * start with the stored members or restore the cluster file, never an
+ * empty data directory. The stored configuration still works afterwards. */
 START_TEST(test_restart_with_conflicting_members_is_refused)
 {
 	struct cluster c;
 	struct kv_config cfg;
 	struct kv_store *s = NULL;
 	struct raft_member other[3];
-	char errmsg[512];
+	char errmsg[1024];
 	int rc;
 
 	cluster_start(&c, 3, 22060);
+	wait_leader(&c);
 	close_store(&c, 0);
 
 	memcpy(other, c.members, sizeof(other));
@@ -698,8 +701,24 @@ START_TEST(test_restart_with_conflicting_members_is_refused)
 	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
 	ck_assert_int_eq(rc, RAFT_EMISMATCH);
 	ck_assert_ptr_null(s);
-	ck_assert_ptr_nonnull(strstr(errmsg, "127.0.0.1:22062"));
-	ck_assert_ptr_nonnull(strstr(errmsg, "127.0.0.1:22069"));
+	ck_assert_msg(strstr(errmsg, "initialised with members 1=127.0.0.1:"
+				     "22060,2=127.0.0.1:22061,3=127.0.0.1:"
+				     "22062 but the configuration lists "
+				     "1=127.0.0.1:22060,2=127.0.0.1:22061,3="
+				     "127.0.0.1:22069") != NULL,
+		      "%s", errmsg);
+	ck_assert_msg(strstr(errmsg, "start this member with the stored "
+				     "members") != NULL,
+		      "%s", errmsg);
+	ck_assert_msg(strstr(errmsg, "restore it from a backup") != NULL, "%s",
+		      errmsg);
+	ck_assert_msg(strstr(errmsg, "set its self= line to 1") != NULL, "%s",
+		      errmsg);
+	ck_assert_msg(strstr(errmsg, "never start this member on an empty "
+				     "data directory") != NULL,
+		      "%s", errmsg);
+	ck_assert_msg(strstr(errmsg, "form a new cluster") == NULL, "%s",
+		      errmsg);
 
 	store_config(&c, 0, &cfg);
 	cfg.node.n_members = 2;
@@ -718,6 +737,40 @@ START_TEST(test_restart_with_conflicting_members_is_refused)
 	cfg.node.n_members = 0;
 	rc = kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg));
 	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A member that has neither voted nor stored an entry (started alone, its
+ * peers never up) has nothing to lose: refused with another member list
+ * all the same, it may be told that an empty data directory is safe. */
+START_TEST(test_conflicting_members_of_member_without_votes)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	struct raft_member other[3];
+	char errmsg[1024], meta[128];
+
+	cluster_init(&c, 3, 22350);
+	open_store(&c, 0);
+	close_store(&c, 0);
+	snprintf(meta, sizeof(meta), "%s/log/meta", c.dirs[0]);
+	ck_assert_int_ne(access(meta, F_OK), 0);
+
+	memcpy(other, c.members, sizeof(other));
+	snprintf(other[2].addr, sizeof(other[2].addr), "127.0.0.1:22359");
+	store_config(&c, 0, &cfg);
+	cfg.node.members = other;
+	ck_assert_int_eq(
+	    kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg)),
+	    RAFT_EMISMATCH);
+	ck_assert_msg(strstr(errmsg, "start this member with the stored "
+				     "members") != NULL,
+		      "%s", errmsg);
+	ck_assert_msg(strstr(errmsg, "it holds no vote and no entry yet") !=
+			  NULL,
+		      "%s", errmsg);
 	cluster_stop(&c);
 }
 END_TEST
@@ -2010,6 +2063,7 @@ static Suite *node_suite(void)
 	tcase_add_test(
 	    tc, test_members_with_one_address_are_refused_and_not_stored);
 	tcase_add_test(tc, test_damaged_cluster_file_is_refused);
+	tcase_add_test(tc, test_conflicting_members_of_member_without_votes);
 	tcase_add_test(tc, test_cluster_file_is_parsed_strictly);
 	tcase_add_test(tc, test_edited_cluster_id_or_member_line_is_refused);
 	tcase_add_test(tc, test_chosen_cluster_id_is_given_at_every_start);

@@ -568,10 +568,53 @@ static int check_cluster_id(const char *path,
 	return damaged(path, why, errmsg, errlen);
 }
 
+/* The stored members against those given. The advice to start with the
+ * stored ones keeps the member's votes and log; an empty data directory is
+ * mentioned only where there is no vote or entry to lose. */
+static int check_same_members(const char *dir, const char *path,
+			      const struct raft_node_config *cfg,
+			      const struct node_cluster *c,
+			      const struct log_files *lf, char *errmsg,
+			      size_t errlen)
+{
+	char have[1024], want[1024];
+
+	if (cfg->n_members == 0 || same_members(c->members, c->n_members,
+						cfg->members, cfg->n_members)) {
+		return RAFT_OK;
+	}
+	format_members(c->members, c->n_members, have, sizeof(have));
+	format_members(cfg->members, cfg->n_members, want, sizeof(want));
+	if (lf->meta) {
+		node_errf(errmsg, errlen,
+			  "%s was initialised with members %s but the "
+			  "configuration lists %s; membership changes are not "
+			  "supported: start this member with the stored "
+			  "members (the first list); if %s was edited, "
+			  "restore it from a backup of this data directory, "
+			  "or copy another member's and set its self= line "
+			  "to %" PRIu64 "; never start this member on an "
+			  "empty data directory (it would forget its votes "
+			  "and log)",
+			  dir, have, want, path, c->self);
+	} else {
+		node_errf(errmsg, errlen,
+			  "%s was initialised with members %s but the "
+			  "configuration lists %s; membership changes are not "
+			  "supported: start this member with the stored "
+			  "members (the first list); it holds no vote and no "
+			  "entry yet, so if the cluster is being formed anew "
+			  "with the listed members, an empty data directory "
+			  "loses nothing of this member's",
+			  dir, have, want);
+	}
+	return RAFT_EMISMATCH;
+}
+
 int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 		      struct node_cluster *c, char *errmsg, size_t errlen)
 {
-	char path[4096], have[1024], want[1024];
+	char path[4096];
 	struct log_files lf;
 	int rc;
 
@@ -647,18 +690,9 @@ int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 			  dir, c->self, cfg->id);
 		return RAFT_EMISMATCH;
 	}
-	if (cfg->n_members > 0 && !same_members(c->members, c->n_members,
-						cfg->members, cfg->n_members)) {
-		format_members(c->members, c->n_members, have, sizeof(have));
-		format_members(cfg->members, cfg->n_members, want,
-			       sizeof(want));
-		node_errf(errmsg, errlen,
-			  "%s was initialised with members %s but the "
-			  "configuration lists %s; membership changes are not "
-			  "supported: start with the stored members, or with "
-			  "an empty data directory to form a new cluster",
-			  dir, have, want);
-		return RAFT_EMISMATCH;
+	rc = check_same_members(dir, path, cfg, c, &lf, errmsg, errlen);
+	if (rc != RAFT_OK) {
+		return rc;
 	}
 	if (cfg->cluster_id != 0 && cfg->cluster_id != c->cluster_id) {
 		node_errf(errmsg, errlen,
