@@ -256,6 +256,19 @@ check "a log with its term and vote file but no segment files is refused (exit 1
 	--id 3 --data-dir "$IT_TMP/lost3" --client-addr "$(client_addr 3)" \
 	--peers "$IT_PEERS"
 
+# A log cut short below what the state machine applied (the segment's
+# records gone, its header kept) has lost committed entries: data damage,
+# exit 1, naming the log directory.
+rm -rf "$IT_TMP/cut3"
+cp -r "$IT_TMP/node3" "$IT_TMP/cut3"
+for seg in "$IT_TMP/cut3/log"/*.seg; do
+	truncate -s 32 "$seg"
+done
+check "a log ending below the applied index is refused as damage (exit 1)" \
+	kvd_says 1 "but the log in $IT_TMP/cut3/log ends at 0: committed entries are missing from the log" \
+	--id 3 --data-dir "$IT_TMP/cut3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+
 # A state machine file damaged while the node was down (cut short past its
 # meta pages, emptied, or cut inside them) is discarded at start with a
 # warning naming it, and rebuilt from the node's own log: node 3's own

@@ -1052,6 +1052,33 @@ START_TEST(test_data_dir_without_its_log_is_refused)
 }
 END_TEST
 
+/* A log that ends below the index the state machine has applied (its last
+ * records cut away) has lost committed entries: the start is refused with
+ * RAFT_ECORRUPT, data damage rather than a bad configuration, naming the
+ * log directory. */
+START_TEST(test_log_ending_below_applied_index_is_refused)
+{
+	struct cluster c;
+	char seg[160], want[256];
+	int l;
+
+	cluster_start(&c, 1, 22340);
+	l = wait_leader(&c);
+	ck_assert_int_eq(put_sync(&c, (size_t)l, "k", "v").status, RAFT_OK);
+	close_store(&c, 0);
+	snprintf(seg, sizeof(seg), "%s/log/00000000000000000001.seg",
+		 c.dirs[0]);
+	ck_assert_int_eq(truncate(seg, 32), 0); /* the header alone */
+
+	snprintf(want, sizeof(want), "but the log in %s/log ends at 0",
+		 c.dirs[0]);
+	open_refused(&c, 0, RAFT_ECORRUPT, want);
+	open_refused(&c, 0, RAFT_ECORRUPT,
+		     "committed entries are missing from the log");
+	cluster_stop(&c);
+}
+END_TEST
+
 /* A data directory started under another member's id (a copy of node 3's
  * directory started as node 2) is refused with RAFT_EMISMATCH naming both
  * ids; its own id still opens it. */
@@ -2068,6 +2095,7 @@ static Suite *node_suite(void)
 	tcase_add_test(tc, test_edited_cluster_id_or_member_line_is_refused);
 	tcase_add_test(tc, test_chosen_cluster_id_is_given_at_every_start);
 	tcase_add_test(tc, test_data_dir_without_its_log_is_refused);
+	tcase_add_test(tc, test_log_ending_below_applied_index_is_refused);
 	tcase_add_test(tc, test_busy_data_dir_and_peer_addr_are_refused);
 	tcase_add_test(tc, test_oversized_and_empty_requests_are_refused);
 	tcase_add_test(tc, test_close_fails_pending_writes);

@@ -228,15 +228,20 @@ struct raft_node;
  *                  on one address, or over
  *                  RAFT_MAX_PEERS members; no members at the first start;
  *                  heartbeat_ticks not below election_ticks; a bad peer or
- *                  client address; segment_size below 4 KiB; a stored log
- *                  the core refuses);
+ *                  client address; segment_size below 4 KiB);
  *   RAFT_EMISMATCH members or cluster_id differ from those stored at the
  *                  first start, or the data directory belongs to another
  *                  member id;
  *   RAFT_EBUSY     another node (in this process or another) holds the
  *                  data directory;
- *   RAFT_ECORRUPT  the log or the stored configuration is damaged, or the
- *                  configuration is in the first format (no member id);
+ *   RAFT_ECORRUPT  the log or the stored configuration is damaged (an
+ *                  unparsable line, a stored cluster id that is not the
+ *                  stored members' own when cfg->cluster_id is 0), the
+ *                  configuration is in the first format (no member id),
+ *                  the stored configuration is there but the log's
+ *                  segment files are not, the log ends below the index
+ *                  the state machine has applied, or the core refuses the
+ *                  stored term, vote or entries;
  *   RAFT_EIO       the data directory or the listen address is unusable;
  *   RAFT_ENOSPC    no space to create the log or the configuration;
  *   RAFT_ENOMEM;
