@@ -85,7 +85,6 @@ endif
 	install uninstall fmt clean bench docs tests bench-kv bench-log \
 	bench-node bench-core mutants bench-compare
 .DEFAULT_GOAL := all
-.SECONDARY:
 
 all: $(STATIC_LIB) $(SHARED_LIB) $(PROGRAMS)
 
@@ -97,8 +96,13 @@ $(BUILD)/gen/proto/%.pb-c.c $(BUILD)/gen/proto/%.pb-c.h: proto/%.proto
 	@mkdir -p $(BUILD)/gen/proto
 	protoc-c --c_out=$(BUILD)/gen $<
 
-# Kept: otherwise make deletes them as intermediates after every build.
-.SECONDARY: $(PROTO_C) $(PROTO_H)
+# Kept: otherwise make deletes them as intermediates after every build, and
+# the next build makes them again. The unit tests' objects are reached only
+# through the test_% pattern rule, so they are intermediates too. (A bare
+# .SECONDARY: would keep every target, but only while no .SECONDARY: line
+# names any.)
+UNIT_OBJS := $(patsubst %.c,$(BUILD)/obj/%.o,$(UNIT_SRCS))
+.SECONDARY: $(PROTO_C) $(PROTO_H) $(UNIT_OBJS) $(TEST_HELPER_OBJS)
 
 # Every object may include generated headers.
 $(BUILD)/obj/%.o: %.c | $(PROTO_H)

@@ -158,7 +158,7 @@ static int start(struct kvd *d)
 	struct kvd_listener_options lo;
 	struct kv_config kc;
 	struct stat st;
-	char err[512], q[600];
+	char err[1024], q[1200];
 	int rv;
 
 	if (stat(d->cfg.data_dir, &st) == 0 && !S_ISDIR(st.st_mode)) {

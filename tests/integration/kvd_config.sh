@@ -1,7 +1,8 @@
 #!/bin/bash
-# kvd configurations that cannot work: refused at start with exit 2 (or 1
-# for a busy port) and a message naming the cause, with nothing stored that
-# would refuse the corrected configuration afterwards.
+# kvd configurations that cannot work, and data directories it cannot trust:
+# refused at start with exit 2 (or 1 for a busy port or a damaged data
+# directory) and a message naming the cause, with nothing stored that would
+# refuse the corrected configuration afterwards.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
@@ -194,6 +195,87 @@ check "... which does not suggest starting with an empty one" \
 check "another member's cluster file with its self= line set is this one's" \
 	bash -c "sed 's/^self=2\$/self=3/' '$IT_TMP/node2/cluster' |
 		cmp -s - '$IT_TMP/node3/cluster'"
+
+# Other --peers than the stored members: a configuration mistake (exit 2)
+# whose advice keeps node 3's votes and log, showing both lists.
+other_peers=1=127.0.0.1:23401,2=127.0.0.1:23402,3=127.0.0.1:23409
+check "other --peers than stored are refused, showing both lists (exit 2)" \
+	kvd_says 2 "was initialised with members $IT_PEERS but the configuration lists $other_peers; membership changes are not supported: start this member with the stored members" \
+	--id 3 --data-dir "$IT_TMP/node3" --client-addr "$(client_addr 3)" \
+	--peers "$other_peers"
+check "... advising to restore an edited cluster file, never an empty data directory" \
+	kvd_says 2 "if $IT_TMP/node3/cluster was edited, restore it from a backup of this data directory, or copy another member's and set its self= line to 3; never start this member on an empty data directory" \
+	--id 3 --data-dir "$IT_TMP/node3" --client-addr "$(client_addr 3)" \
+	--peers "$other_peers"
+check "... and never to form a new cluster on an empty one" \
+	bash -c "! timeout 10 '$KVD' --id 3 --data-dir '$IT_TMP/node3' \
+		--client-addr $(client_addr 3) --peers $other_peers 2>&1 |
+		grep -q 'form a new cluster'"
+
+# A member line of the cluster file edited so that it still parses: the
+# stored cluster id is no longer that of the stored members, so the file
+# is refused as damaged (exit 1) with the same advice as above.
+rm -rf "$IT_TMP/edit3"
+cp -r "$IT_TMP/node3" "$IT_TMP/edit3"
+sed -i 's/^member=1 .*/member=1 127.0.0.1:23408/' "$IT_TMP/edit3/cluster"
+check "a cluster file with an edited member line is refused as damaged (exit 1)" \
+	kvd_says 1 "$IT_TMP/edit3/cluster is damaged (its cluster id" \
+	--id 3 --data-dir "$IT_TMP/edit3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+check "... naming the members given and those of its lines" \
+	kvd_says 1 "is that of the members given, $IT_PEERS, not of its member lines, 1=127.0.0.1:23408,2=127.0.0.1:23402,3=127.0.0.1:23403: a member line was changed); restore it from a backup" \
+	--id 3 --data-dir "$IT_TMP/edit3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+cp "$IT_TMP/node3/cluster" "$IT_TMP/edit3/cluster"
+sed -i 's/^cluster_id=.*/cluster_id=12345/' "$IT_TMP/edit3/cluster"
+check "a cluster file with an edited cluster id is refused as damaged (exit 1)" \
+	kvd_says 1 "is damaged (its cluster id 12345 does not match its members $IT_PEERS: the id or a member line was changed" \
+	--id 3 --data-dir "$IT_TMP/edit3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+cp "$IT_TMP/node3/cluster" "$IT_TMP/edit3/cluster"
+sed -i 's/^self=3$/self=3garbage/' "$IT_TMP/edit3/cluster"
+check "a self= line with text after the id is refused as damaged (exit 1)" \
+	kvd_says 1 "$IT_TMP/edit3/cluster is damaged (line 2)" \
+	--id 3 --data-dir "$IT_TMP/edit3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+
+# The cluster file is written after the log's first segment, and the log
+# keeps at least one: a directory with the file but without its log lost
+# the member's votes and entries, and is refused (exit 1) rather than
+# joining as a blank member with term 0.
+rm -rf "$IT_TMP/lost3"
+cp -r "$IT_TMP/node3" "$IT_TMP/lost3"
+rm -rf "$IT_TMP/lost3/log" "$IT_TMP/lost3/kv"
+check "a data directory with its cluster file but no log is refused (exit 1)" \
+	kvd_says 1 "$IT_TMP/lost3/cluster says this data directory belongs to member 3 of cluster" \
+	--id 3 --data-dir "$IT_TMP/lost3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+check "... saying that the log is missing and the votes and log are lost" \
+	kvd_says 1 "its Raft log ($IT_TMP/lost3/log) is missing: the member's votes and log are lost; restore the whole data directory from a backup" \
+	--id 3 --data-dir "$IT_TMP/lost3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+check "... and nothing was created in it" \
+	[ ! -e "$IT_TMP/lost3/log" ] && [ ! -e "$IT_TMP/lost3/kv" ]
+rm -rf "$IT_TMP/lost3"
+cp -r "$IT_TMP/node3" "$IT_TMP/lost3"
+rm -rf "$IT_TMP/lost3/log"/*.seg "$IT_TMP/lost3/kv"
+check "a log with its term and vote file but no segment files is refused (exit 1)" \
+	kvd_says 1 "($IT_TMP/lost3/log) has its term and vote file but no segment files" \
+	--id 3 --data-dir "$IT_TMP/lost3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
+
+# A log cut short below what the state machine applied (the segment's
+# records gone, its header kept) has lost committed entries: data damage,
+# exit 1, naming the log directory.
+rm -rf "$IT_TMP/cut3"
+cp -r "$IT_TMP/node3" "$IT_TMP/cut3"
+for seg in "$IT_TMP/cut3/log"/*.seg; do
+	truncate -s 32 "$seg"
+done
+check "a log ending below the applied index is refused as damage (exit 1)" \
+	kvd_says 1 "but the log in $IT_TMP/cut3/log ends at 0: committed entries are missing from the log" \
+	--id 3 --data-dir "$IT_TMP/cut3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
 
 # A state machine file damaged while the node was down (cut short past its
 # meta pages, emptied, or cut inside them) is discarded at start with a

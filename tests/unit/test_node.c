@@ -678,17 +678,20 @@ END_TEST
 
 /* A restart with a member list other than the stored one is refused with
  * RAFT_EMISMATCH and a message naming both lists; so is another cluster
- * id. The stored configuration still works afterwards. */
+ * id. The advice for a member that has voted keeps its votes and log:
+ * start with the stored members or restore the cluster file, never an
+ * empty data directory. The stored configuration still works afterwards. */
 START_TEST(test_restart_with_conflicting_members_is_refused)
 {
 	struct cluster c;
 	struct kv_config cfg;
 	struct kv_store *s = NULL;
 	struct raft_member other[3];
-	char errmsg[512];
+	char errmsg[1024];
 	int rc;
 
 	cluster_start(&c, 3, 22060);
+	wait_leader(&c);
 	close_store(&c, 0);
 
 	memcpy(other, c.members, sizeof(other));
@@ -698,8 +701,24 @@ START_TEST(test_restart_with_conflicting_members_is_refused)
 	rc = kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg));
 	ck_assert_int_eq(rc, RAFT_EMISMATCH);
 	ck_assert_ptr_null(s);
-	ck_assert_ptr_nonnull(strstr(errmsg, "127.0.0.1:22062"));
-	ck_assert_ptr_nonnull(strstr(errmsg, "127.0.0.1:22069"));
+	ck_assert_msg(strstr(errmsg, "initialised with members 1=127.0.0.1:"
+				     "22060,2=127.0.0.1:22061,3=127.0.0.1:"
+				     "22062 but the configuration lists "
+				     "1=127.0.0.1:22060,2=127.0.0.1:22061,3="
+				     "127.0.0.1:22069") != NULL,
+		      "%s", errmsg);
+	ck_assert_msg(strstr(errmsg, "start this member with the stored "
+				     "members") != NULL,
+		      "%s", errmsg);
+	ck_assert_msg(strstr(errmsg, "restore it from a backup") != NULL, "%s",
+		      errmsg);
+	ck_assert_msg(strstr(errmsg, "set its self= line to 1") != NULL, "%s",
+		      errmsg);
+	ck_assert_msg(strstr(errmsg, "never start this member on an empty "
+				     "data directory") != NULL,
+		      "%s", errmsg);
+	ck_assert_msg(strstr(errmsg, "form a new cluster") == NULL, "%s",
+		      errmsg);
 
 	store_config(&c, 0, &cfg);
 	cfg.node.n_members = 2;
@@ -718,6 +737,40 @@ START_TEST(test_restart_with_conflicting_members_is_refused)
 	cfg.node.n_members = 0;
 	rc = kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg));
 	ck_assert_msg(rc == RAFT_OK, "%s", errmsg);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A member that has neither voted nor stored an entry (started alone, its
+ * peers never up) has nothing to lose: refused with another member list
+ * all the same, it may be told that an empty data directory is safe. */
+START_TEST(test_conflicting_members_of_member_without_votes)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	struct raft_member other[3];
+	char errmsg[1024], meta[128];
+
+	cluster_init(&c, 3, 22350);
+	open_store(&c, 0);
+	close_store(&c, 0);
+	snprintf(meta, sizeof(meta), "%s/log/meta", c.dirs[0]);
+	ck_assert_int_ne(access(meta, F_OK), 0);
+
+	memcpy(other, c.members, sizeof(other));
+	snprintf(other[2].addr, sizeof(other[2].addr), "127.0.0.1:22359");
+	store_config(&c, 0, &cfg);
+	cfg.node.members = other;
+	ck_assert_int_eq(
+	    kv_store_open(&c.loop, &cfg, &s, errmsg, sizeof(errmsg)),
+	    RAFT_EMISMATCH);
+	ck_assert_msg(strstr(errmsg, "start this member with the stored "
+				     "members") != NULL,
+		      "%s", errmsg);
+	ck_assert_msg(strstr(errmsg, "it holds no vote and no entry yet") !=
+			  NULL,
+		      "%s", errmsg);
 	cluster_stop(&c);
 }
 END_TEST
@@ -761,6 +814,267 @@ START_TEST(test_damaged_cluster_file_is_refused)
 	ck_assert_ptr_nonnull(fgets(back, sizeof(back), f));
 	ck_assert_str_eq(back, "libraft-cluster 2\n");
 	fclose(f);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* Cluster files edited by hand */
+
+static void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_ge(fputs(text, f), 0);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static void read_text(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	ck_assert_ptr_nonnull(f);
+	n = fread(buf, 1, len - 1, f);
+	ck_assert(n < len - 1); /* all of it */
+	buf[n] = '\0';
+	fclose(f);
+}
+
+/* text with its first line that starts with prefix replaced by line. */
+static void replace_line(const char *text, const char *prefix, const char *line,
+			 char *out, size_t len)
+{
+	const char *at = strstr(text, prefix), *end;
+
+	ck_assert_ptr_nonnull(at);
+	ck_assert(at == text || at[-1] == '\n');
+	end = strchr(at, '\n');
+	ck_assert_ptr_nonnull(end);
+	ck_assert_int_lt(
+	    snprintf(out, len, "%.*s%s%s", (int)(at - text), text, line, end),
+	    (int)len);
+}
+
+/* Open node i of c expecting rc with want in the message, then run the
+ * loop until what the refused start opened is closed (no other node of c
+ * may be open). */
+static void open_refused(struct cluster *c, size_t i, int rc, const char *want)
+{
+	struct kv_config cfg;
+	struct kv_store *s = NULL;
+	char errmsg[1024];
+
+	store_config(c, i, &cfg);
+	ck_assert_int_eq(
+	    kv_store_open(&c->loop, &cfg, &s, errmsg, sizeof(errmsg)), rc);
+	ck_assert_ptr_null(s);
+	ck_assert_msg(strstr(errmsg, want) != NULL, "no '%s' in: %s", want,
+		      errmsg);
+	uv_run(&c->loop, UV_RUN_DEFAULT);
+}
+
+/* Numbers in the cluster file are digits alone, within 64 bits, with
+ * nothing after them but blanks, and self= and cluster_id= come once: any
+ * other line is reported as damage at its line number, and the file is
+ * left as it was. Trailing blanks are accepted. */
+START_TEST(test_cluster_file_is_parsed_strictly)
+{
+	static const struct {
+		const char *prefix, *line, *want;
+	} bad[] = {
+	    {"self=", "self=1garbage", "damaged (line 2)"},
+	    {"self=", "self=+1", "damaged (line 2)"},
+	    {"self=", "self= 1", "damaged (line 2)"},
+	    {"self=", "self=1\nself=1", "damaged (line 3)"},
+	    {"cluster_id=", "cluster_id=123xyz", "damaged (line 3)"},
+	    {"cluster_id=", "cluster_id=18446744073709551616",
+	     "damaged (line 3)"},
+	    {"cluster_id=", "cluster_id=", "damaged (line 3)"},
+	    {"member=1 ", "member=1 127.0.0.1:22300 extra junk",
+	     "damaged (line 4)"},
+	    {"member=1 ", "member=1x 127.0.0.1:22300", "damaged (line 4)"},
+	    {"member=1 ", "member=1", "damaged (line 4)"},
+	};
+	struct cluster c;
+	char path[128], orig[512], text[512], back[512];
+
+	cluster_init(&c, 1, 22300);
+	open_store(&c, 0);
+	close_store(&c, 0);
+	snprintf(path, sizeof(path), "%s/cluster", c.dirs[0]);
+	read_text(path, orig, sizeof(orig));
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		replace_line(orig, bad[i].prefix, bad[i].line, text,
+			     sizeof(text));
+		write_text(path, text);
+		open_refused(&c, 0, RAFT_ECORRUPT, bad[i].want);
+		read_text(path, back, sizeof(back));
+		ck_assert_str_eq(back, text);
+	}
+	write_text(path, "");
+	open_refused(&c, 0, RAFT_ECORRUPT, "is damaged (it is empty)");
+
+	replace_line(orig, "self=", "self=1 \t", text, sizeof(text));
+	write_text(path, text);
+	open_store(&c, 0);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* The stored cluster id is the hash of the stored members: a file whose
+ * id or member lines were edited is refused as damaged, naming the lists,
+ * instead of running with members its peers do not have (they would refuse
+ * it for its cluster id). */
+START_TEST(test_edited_cluster_id_or_member_line_is_refused)
+{
+	struct cluster c;
+	char path[128], orig[512], text[512], line[64];
+	unsigned long long id;
+	const char *at;
+
+	cluster_init(&c, 1, 22310);
+	open_store(&c, 0);
+	close_store(&c, 0);
+	snprintf(path, sizeof(path), "%s/cluster", c.dirs[0]);
+	read_text(path, orig, sizeof(orig));
+	at = strstr(orig, "cluster_id=");
+	ck_assert_ptr_nonnull(at);
+	ck_assert_int_eq(sscanf(at, "cluster_id=%llu", &id), 1);
+
+	snprintf(line, sizeof(line), "cluster_id=%llu", id + 1);
+	replace_line(orig, "cluster_id=", line, text, sizeof(text));
+	write_text(path, text);
+	open_refused(&c, 0, RAFT_ECORRUPT, "does not match its members");
+	open_refused(&c, 0, RAFT_ECORRUPT, "1=127.0.0.1:22310");
+
+	replace_line(orig, "member=1 ", "member=1 127.0.0.1:22319", text,
+		     sizeof(text));
+	write_text(path, text);
+	open_refused(&c, 0, RAFT_ECORRUPT,
+		     "is that of the members given, 1=127.0.0.1:22310, not "
+		     "of its member lines, 1=127.0.0.1:22319: a member line "
+		     "was changed");
+	open_refused(&c, 0, RAFT_ECORRUPT, "restore it from a backup");
+
+	write_text(path, orig);
+	open_store(&c, 0);
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A cluster id the caller chose at the first start is accepted when given
+ * again; without it, the stored id must be the members' own. */
+START_TEST(test_chosen_cluster_id_is_given_at_every_start)
+{
+	struct cluster c;
+	struct kv_config cfg;
+	char errmsg[1024];
+
+	cluster_init(&c, 1, 22320);
+	store_config(&c, 0, &cfg);
+	cfg.node.cluster_id = 4242;
+	ck_assert_int_eq(
+	    kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg)),
+	    RAFT_OK);
+	close_store(&c, 0);
+	ck_assert_int_eq(
+	    kv_store_open(&c.loop, &cfg, &c.stores[0], errmsg, sizeof(errmsg)),
+	    RAFT_OK);
+	close_store(&c, 0);
+	open_refused(&c, 0, RAFT_ECORRUPT,
+		     "its cluster id 4242 does not match");
+	cluster_stop(&c);
+}
+END_TEST
+
+/* Move every file of from whose name ends in suffix into to. */
+static void move_files(const char *from, const char *to, const char *suffix)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && mv '%s'/*%s '%s'/", to,
+		 from, suffix, to);
+	ck_assert_int_eq(system(cmd), 0);
+}
+
+/* A data directory whose cluster file is there but whose log is gone (the
+ * log directory removed, or its segment files, with or without the term
+ * and vote file) is refused with RAFT_ECORRUPT naming the directory, the
+ * member and what is missing, and is left as it was: starting it as an
+ * empty member would forget its votes and entries. With the log back, it
+ * starts. */
+START_TEST(test_data_dir_without_its_log_is_refused)
+{
+	struct cluster c;
+	char log[128], aside[128], meta[160], want[256];
+	int l;
+
+	cluster_start(&c, 1, 22330);
+	l = wait_leader(&c);
+	ck_assert_int_eq(put_sync(&c, (size_t)l, "k", "v").status, RAFT_OK);
+	close_store(&c, 0);
+	snprintf(log, sizeof(log), "%s/log", c.dirs[0]);
+	snprintf(aside, sizeof(aside), "%s/aside", c.dirs[0]);
+	snprintf(meta, sizeof(meta), "%s/meta", log);
+	snprintf(want, sizeof(want),
+		 "%s/cluster says this data directory belongs to member 1 of "
+		 "cluster ",
+		 c.dirs[0]);
+
+	ck_assert_int_eq(rename(log, aside), 0);
+	open_refused(&c, 0, RAFT_ECORRUPT, want);
+	snprintf(want, sizeof(want),
+		 "its Raft log (%s) is missing: the member's votes and log "
+		 "are lost",
+		 log);
+	open_refused(&c, 0, RAFT_ECORRUPT, want);
+	ck_assert_int_ne(access(log, F_OK), 0);
+	ck_assert_int_eq(rename(aside, log), 0);
+
+	move_files(log, aside, ".seg");
+	open_refused(&c, 0, RAFT_ECORRUPT,
+		     "has its term and vote file but no segment files");
+	ck_assert_int_eq(access(meta, F_OK), 0);
+
+	move_files(log, aside, "meta");
+	open_refused(&c, 0, RAFT_ECORRUPT,
+		     "has no segment files and no term and vote file");
+	open_refused(&c, 0, RAFT_ECORRUPT, "restore the whole data directory");
+
+	move_files(aside, log, "");
+	ck_assert_int_eq(rmdir(aside), 0);
+	open_store(&c, 0);
+	wait_leader(&c);
+	ck_assert_str_eq(get_sync(&c, 0, "k", false).val, "v");
+	cluster_stop(&c);
+}
+END_TEST
+
+/* A log that ends below the index the state machine has applied (its last
+ * records cut away) has lost committed entries: the start is refused with
+ * RAFT_ECORRUPT, data damage rather than a bad configuration, naming the
+ * log directory. */
+START_TEST(test_log_ending_below_applied_index_is_refused)
+{
+	struct cluster c;
+	char seg[160], want[256];
+	int l;
+
+	cluster_start(&c, 1, 22340);
+	l = wait_leader(&c);
+	ck_assert_int_eq(put_sync(&c, (size_t)l, "k", "v").status, RAFT_OK);
+	close_store(&c, 0);
+	snprintf(seg, sizeof(seg), "%s/log/00000000000000000001.seg",
+		 c.dirs[0]);
+	ck_assert_int_eq(truncate(seg, 32), 0); /* the header alone */
+
+	snprintf(want, sizeof(want), "but the log in %s/log ends at 0",
+		 c.dirs[0]);
+	open_refused(&c, 0, RAFT_ECORRUPT, want);
+	open_refused(&c, 0, RAFT_ECORRUPT,
+		     "committed entries are missing from the log");
 	cluster_stop(&c);
 }
 END_TEST
@@ -1776,6 +2090,12 @@ static Suite *node_suite(void)
 	tcase_add_test(
 	    tc, test_members_with_one_address_are_refused_and_not_stored);
 	tcase_add_test(tc, test_damaged_cluster_file_is_refused);
+	tcase_add_test(tc, test_conflicting_members_of_member_without_votes);
+	tcase_add_test(tc, test_cluster_file_is_parsed_strictly);
+	tcase_add_test(tc, test_edited_cluster_id_or_member_line_is_refused);
+	tcase_add_test(tc, test_chosen_cluster_id_is_given_at_every_start);
+	tcase_add_test(tc, test_data_dir_without_its_log_is_refused);
+	tcase_add_test(tc, test_log_ending_below_applied_index_is_refused);
 	tcase_add_test(tc, test_busy_data_dir_and_peer_addr_are_refused);
 	tcase_add_test(tc, test_oversized_and_empty_requests_are_refused);
 	tcase_add_test(tc, test_close_fails_pending_writes);

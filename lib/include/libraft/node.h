@@ -32,8 +32,11 @@
  *         --> cb(RAFT_OK, index): the caller now reads its state machine.
  *
  * Data directory: DIR/cluster holds the cluster id and member list, written
- * at the first start and checked by later ones; DIR/log/ the Raft log;
- * DIR/LOCK is locked while a node uses the directory.
+ * at the first start (after DIR/log/ has its first segment) and checked by
+ * later ones; DIR/log/ the Raft log; DIR/LOCK is locked while a node uses
+ * the directory. Either of DIR/cluster and the log without the other is
+ * refused as damage: the member's votes and entries would be lost, or
+ * claimed by whatever id is given.
  */
 #ifndef LIBRAFT_NODE_H
 #define LIBRAFT_NODE_H
@@ -172,11 +175,14 @@ struct raft_node_config {
 	const struct raft_member *members; /* required at the first start;
 					      later optional, and checked
 					      against the stored list */
-	size_t n_members;	 /* entries in members; 0 after the first start
-				    to use the stored list */
-	uint64_t cluster_id;	 /* 0: derive from the members on first start */
-	unsigned tick_ms;	 /* default 50 */
-	unsigned election_ticks; /* default 10 */
+	size_t n_members;	  /* entries in members; 0 after the first start
+				     to use the stored list */
+	uint64_t cluster_id;	  /* 0: derived from the members at the first
+				     start; one chosen then must be given at
+				     every start (without it, the stored id
+				     must be the members' own) */
+	unsigned tick_ms;	  /* default 50 */
+	unsigned election_ticks;  /* default 10 */
 	unsigned heartbeat_ticks; /* default 1; below election_ticks */
 	size_t segment_size;	  /* log segment bytes; default 64 MiB,
 				     at least 4 KiB */
@@ -222,15 +228,20 @@ struct raft_node;
  *                  on one address, or over
  *                  RAFT_MAX_PEERS members; no members at the first start;
  *                  heartbeat_ticks not below election_ticks; a bad peer or
- *                  client address; segment_size below 4 KiB; a stored log
- *                  the core refuses);
+ *                  client address; segment_size below 4 KiB);
  *   RAFT_EMISMATCH members or cluster_id differ from those stored at the
  *                  first start, or the data directory belongs to another
  *                  member id;
  *   RAFT_EBUSY     another node (in this process or another) holds the
  *                  data directory;
- *   RAFT_ECORRUPT  the log or the stored configuration is damaged, or the
- *                  configuration is in the first format (no member id);
+ *   RAFT_ECORRUPT  the log or the stored configuration is damaged (an
+ *                  unparsable line, a stored cluster id that is not the
+ *                  stored members' own when cfg->cluster_id is 0), the
+ *                  configuration is in the first format (no member id),
+ *                  the stored configuration is there but the log's
+ *                  segment files are not, the log ends below the index
+ *                  the state machine has applied, or the core refuses the
+ *                  stored term, vote or entries;
  *   RAFT_EIO       the data directory or the listen address is unusable;
  *   RAFT_ENOSPC    no space to create the log or the configuration;
  *   RAFT_ENOMEM;

@@ -267,6 +267,45 @@ static int setup_peers(struct raft_node *n, const struct raft_node_config *cfg,
 	return RAFT_OK;
 }
 
+/* The state machine never applies past the commit index, and the log keeps
+ * every committed entry: a log that ends below what was applied has lost
+ * committed entries (segment files removed or cut short), which this member
+ * may have counted towards a majority. */
+static int check_log_end(struct raft_node *n, const struct rlog_loaded *loaded,
+			 raft_index applied, char *errmsg, size_t errlen)
+{
+	raft_index last = 0;
+
+	if (loaded->n_entries > 0) {
+		last = loaded->entries[loaded->n_entries - 1].index;
+	}
+	if (applied <= last) {
+		return RAFT_OK;
+	}
+	node_errf(errmsg, errlen,
+		  "the state machine has applied index %llu but the log in %s "
+		  "ends at %llu: committed entries are missing from the log; "
+		  "restore the data directory %s from a backup taken while "
+		  "the node was stopped; never start this member on an empty "
+		  "data directory (it would forget its votes and log)",
+		  (unsigned long long)applied, n->log_dir,
+		  (unsigned long long)last, n->data_dir);
+	return RAFT_ECORRUPT;
+}
+
+/* Prefix the core's reason for refusing the stored log with where it is. */
+static void refused_log(struct raft_node *n, char *errmsg, size_t errlen)
+{
+	char why[256];
+
+	if (errmsg == NULL || errlen == 0) {
+		return;
+	}
+	snprintf(why, sizeof(why), "%s", errmsg);
+	node_errf(errmsg, errlen, "the log in %s cannot be used: %s",
+		  n->log_dir, why);
+}
+
 /* Load the log and build the core from it. */
 static int open_core(struct raft_node *n, char *errmsg, size_t errlen)
 {
@@ -316,7 +355,17 @@ static int open_core(struct raft_node *n, char *errmsg, size_t errlen)
 	restore.entries = loaded.entries;
 	restore.n_entries = loaded.n_entries;
 	restore.applied = applied;
-	rc = raft_new(&rc_cfg, &restore, &n->core, errmsg, errlen);
+	rc = check_log_end(n, &loaded, applied, errmsg, errlen);
+	if (rc == RAFT_OK) {
+		rc = raft_new(&rc_cfg, &restore, &n->core, errmsg, errlen);
+		if (rc == RAFT_EINVAL) {
+			/* The configuration passed check_config() and the
+			 * cluster checks: what the core refused is the
+			 * stored term, vote or entries. */
+			refused_log(n, errmsg, errlen);
+			rc = RAFT_ECORRUPT;
+		}
+	}
 	if (rc == RAFT_OK) {
 		node_logf(n, RAFT_LOG_INFO,
 			  "msg=\"log loaded\" id=%llu term=%llu vote=%llu "

@@ -25,10 +25,13 @@ struct node_cluster {
  * stores it with node_cluster_store() once the node has started). Checks a
  * stored file against cfg: it must belong to member cfg->id, members given
  * in cfg must be the stored set (in any order) and a non-zero
- * cfg->cluster_id must match. Returns RAFT_OK, RAFT_EINVAL (no members at
- * the first start, or a bad member list: duplicate ids or addresses, cfg->id
- * not among them), RAFT_EMISMATCH, RAFT_ECORRUPT (unparsable or old-format
- * file), RAFT_EIO, with errmsg saying which and what to do. */
+ * cfg->cluster_id must match; with cfg->cluster_id 0 the stored id must be
+ * node_cluster_id() of the stored members. Returns RAFT_OK, RAFT_EINVAL (no
+ * members at the first start, or a bad member list: duplicate ids or
+ * addresses, cfg->id not among them), RAFT_EMISMATCH, RAFT_ECORRUPT
+ * (unparsable or old-format file, a cluster id its members do not give, a
+ * log without the file, the file without a log: DIR/log missing or without
+ * segment files), RAFT_EIO, with errmsg saying which and what to do. */
 int node_cluster_load(const char *dir, const struct raft_node_config *cfg,
 		      struct node_cluster *c, char *errmsg, size_t errlen);
 
