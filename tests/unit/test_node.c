@@ -1059,12 +1059,16 @@ END_TEST
 START_TEST(test_log_ending_below_applied_index_is_refused)
 {
 	struct cluster c;
+	struct write_wait w;
 	char seg[160], want[256];
 	int l;
 
 	cluster_start(&c, 1, 22340);
 	l = wait_leader(&c);
-	ck_assert_int_eq(put_sync(&c, (size_t)l, "k", "v").status, RAFT_OK);
+	w = put_sync(&c, (size_t)l, "k", "v");
+	ck_assert_int_eq(w.status, RAFT_OK);
+	/* Answered at commit: wait until the store holds it too. */
+	wait_applied(&c, (size_t)l, w.index);
 	close_store(&c, 0);
 	snprintf(seg, sizeof(seg), "%s/log/00000000000000000001.seg",
 		 c.dirs[0]);
