@@ -111,11 +111,14 @@ static bool same_endpoint(const char *a, const char *b)
 	return same;
 }
 
-/* Whether HOST:PORT names the wildcard address (0.0.0.0 or ::): fine to
- * listen on, but the members dial each other at these addresses, and a
- * dial to the wildcard reaches the dialling machine itself. */
+/* Whether HOST:PORT names the wildcard address (0.0.0.0, ::, ::ffff:0.0.0.0
+ * or a name that resolves to one of them): fine to listen on, but the
+ * members dial each other at these addresses, and a dial to the wildcard
+ * reaches the dialling machine itself. A name that does not resolve here
+ * is left to the transport, which reports it when it dials. */
 static bool is_wildcard(const char *addr)
 {
+	static const unsigned char v4any[16] = {[10] = 0xff, [11] = 0xff};
 	struct addrinfo hints, *res = NULL;
 	char host[RAFT_ADDR_MAX];
 	const char *colon = strrchr(addr, ':');
@@ -127,15 +130,18 @@ static bool is_wildcard(const char *addr)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+	hints.ai_flags = AI_NUMERICSERV;
 	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
 		return false;
-	if (res->ai_family == AF_INET) {
-		const struct sockaddr_in *in = (void *)res->ai_addr;
-		any = in->sin_addr.s_addr == htonl(INADDR_ANY);
-	} else if (res->ai_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (void *)res->ai_addr;
-		any = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+	for (struct addrinfo *x = res; x != NULL && !any; x = x->ai_next) {
+		if (x->ai_family == AF_INET) {
+			const struct sockaddr_in *in = (void *)x->ai_addr;
+			any = in->sin_addr.s_addr == htonl(INADDR_ANY);
+		} else if (x->ai_family == AF_INET6) {
+			const struct sockaddr_in6 *in6 = (void *)x->ai_addr;
+			any = IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr) ||
+			      memcmp(&in6->sin6_addr, v4any, 16) == 0;
+		}
 	}
 	freeaddrinfo(res);
 	return any;

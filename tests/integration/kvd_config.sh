@@ -102,6 +102,10 @@ check "... and so is one at [::]" \
 	kvd_says 2 "member 2's address [::]:23402 is the wildcard address" \
 	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
 	--peers "1=127.0.0.1:23401,2=[::]:23402"
+check "... and so is the IPv4-mapped one" \
+	kvd_says 2 "member 2's address [::ffff:0.0.0.0]:23402 is the wildcard" \
+	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
+	--peers "1=127.0.0.1:23401,2=[::ffff:0.0.0.0]:23402"
 check "--peer-addr on another port than this node's entry is refused" \
 	kvd_says 2 "does not match this node's entry in --peers" \
 	--id 1 --data-dir "$IT_TMP/x" --client-addr "$(client_addr 1)" \
@@ -327,6 +331,19 @@ check "the warning for 8192 bytes says where the last page ends" \
 	"$(log_of 3)"
 stop_node 3 TERM
 check "node 3 still stops cleanly" [ "$STOP_RC" = 0 ]
+
+# A log whose term and vote file is gone is refused, with the remedy.
+rm -rf "$IT_TMP/nometa"
+cp -r "$IT_TMP/node3" "$IT_TMP/nometa"
+rm "$IT_TMP/nometa/log/meta"
+check "a log without its term and vote file is refused (exit 1)" \
+	kvd_says 1 "meta: missing, yet the segments hold" \
+	--id 3 --data-dir "$IT_TMP/nometa" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS" $KVD_TIMING
+check "... saying to restore the data directory" \
+	kvd_says 1 "restore the whole data directory from a backup" \
+	--id 3 --data-dir "$IT_TMP/nometa" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS" $KVD_TIMING
 
 # Every log message the documentation names is one kvd writes.
 # shellcheck disable=SC2317 # called through check

@@ -514,7 +514,9 @@ int rlog_load(struct rlog *l, struct rlog_loaded *loaded, char *errmsg,
 		rc = RAFT_ECORRUPT;
 		snprintf(errmsg, errlen,
 			 "%s/meta: missing, yet the segments hold %zu entries "
-			 "(term and vote must never go back)",
+			 "(term and vote must never go back): restore the "
+			 "whole data directory from a backup taken while the "
+			 "node was stopped",
 			 l->dir, loaded->n_entries);
 		goto out;
 	}
