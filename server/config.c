@@ -67,8 +67,7 @@ static int check_addr(const char *val, char *err, size_t errlen)
 }
 
 /* The host part of HOST:PORT (colon at end), without IPv6 brackets. */
-static void unbracket(char *out, size_t cap, const char *addr,
-		      const char *end)
+static void unbracket(char *out, size_t cap, const char *addr, const char *end)
 {
 	if (end - addr >= 2 && addr[0] == '[' && end[-1] == ']')
 		snprintf(out, cap, "%.*s", (int)(end - addr - 2), addr + 1);
@@ -76,63 +75,64 @@ static void unbracket(char *out, size_t cap, const char *addr,
 		snprintf(out, cap, "%.*s", (int)(end - addr), addr);
 }
 
-/* Whether two HOST:PORT texts name the same socket address once resolved
- * ("localhost:7001" and "127.0.0.1:7001", say). Names that do not resolve
- * here are taken as different: the transport reports them when it dials. */
-static bool same_endpoint(const char *a, const char *b)
+/* The socket addresses HOST:PORT resolves to here (freeaddrinfo() them),
+ * or NULL if it does not resolve: the transport reports such a name when
+ * it dials. */
+static struct addrinfo *resolve(const char *addr)
 {
-	struct addrinfo hints, *ra = NULL, *rb = NULL;
-	char ha[RAFT_ADDR_MAX], hb[RAFT_ADDR_MAX];
-	const char *pa = strrchr(a, ':'), *pb = strrchr(b, ':');
-	bool same = false;
-
-	if (pa == NULL || pb == NULL || strcmp(pa, pb) != 0)
-		return false;
-	unbracket(ha, sizeof(ha), a, pa);
-	unbracket(hb, sizeof(hb), b, pb);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if (getaddrinfo(ha, pa + 1, &hints, &ra) != 0)
-		return false;
-	if (getaddrinfo(hb, pb + 1, &hints, &rb) != 0) {
-		freeaddrinfo(ra);
-		return false;
-	}
-	for (struct addrinfo *x = ra; x != NULL && !same; x = x->ai_next)
-		for (struct addrinfo *y = rb; y != NULL && !same;
-		     y = y->ai_next)
-			same = x->ai_addrlen == y->ai_addrlen &&
-			       memcmp(x->ai_addr, y->ai_addr, x->ai_addrlen) ==
-				   0;
-	freeaddrinfo(ra);
-	freeaddrinfo(rb);
-	return same;
-}
-
-/* Whether HOST:PORT names the wildcard address (0.0.0.0, ::, ::ffff:0.0.0.0
- * or a name that resolves to one of them): fine to listen on, but the
- * members dial each other at these addresses, and a dial to the wildcard
- * reaches the dialling machine itself. A name that does not resolve here
- * is left to the transport, which reports it when it dials. */
-static bool is_wildcard(const char *addr)
-{
-	static const unsigned char v4any[16] = {[10] = 0xff, [11] = 0xff};
 	struct addrinfo hints, *res = NULL;
 	char host[RAFT_ADDR_MAX];
 	const char *colon = strrchr(addr, ':');
-	bool any = false;
 
 	if (colon == NULL)
-		return false;
+		return NULL;
 	unbracket(host, sizeof(host), addr, colon);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_NUMERICSERV;
 	if (getaddrinfo(host, colon + 1, &hints, &res) != 0)
+		return NULL;
+	return res;
+}
+
+/* Whether two HOST:PORT texts name the same socket address once resolved
+ * ("localhost:7001" and "127.0.0.1:7001", say). Names that do not resolve
+ * here are taken as different. */
+static bool same_endpoint(const char *a, const char *b)
+{
+	const char *pa = strrchr(a, ':'), *pb = strrchr(b, ':');
+	struct addrinfo *ra, *rb;
+	bool same = false;
+
+	if (pa == NULL || pb == NULL || strcmp(pa, pb) != 0)
 		return false;
+	ra = resolve(a);
+	rb = ra != NULL ? resolve(b) : NULL;
+	for (struct addrinfo *x = rb != NULL ? ra : NULL; x != NULL && !same;
+	     x = x->ai_next)
+		for (struct addrinfo *y = rb; y != NULL && !same;
+		     y = y->ai_next)
+			same =
+			    x->ai_addrlen == y->ai_addrlen &&
+			    memcmp(x->ai_addr, y->ai_addr, x->ai_addrlen) == 0;
+	if (ra != NULL)
+		freeaddrinfo(ra);
+	if (rb != NULL)
+		freeaddrinfo(rb);
+	return same;
+}
+
+/* Whether HOST:PORT names the wildcard address (0.0.0.0, ::, ::ffff:0.0.0.0
+ * or a name that resolves to one of them): fine to listen on, but the
+ * members dial each other at these addresses, and a dial to the wildcard
+ * reaches the dialling machine itself. */
+static bool is_wildcard(const char *addr)
+{
+	static const unsigned char v4any[16] = {[10] = 0xff, [11] = 0xff};
+	struct addrinfo *res = resolve(addr);
+	bool any = false;
+
 	for (struct addrinfo *x = res; x != NULL && !any; x = x->ai_next) {
 		if (x->ai_family == AF_INET) {
 			const struct sockaddr_in *in = (void *)x->ai_addr;
@@ -143,7 +143,8 @@ static bool is_wildcard(const char *addr)
 			      memcmp(&in6->sin6_addr, v4any, 16) == 0;
 		}
 	}
-	freeaddrinfo(res);
+	if (res != NULL)
+		freeaddrinfo(res);
 	return any;
 }
 
@@ -279,8 +280,8 @@ static int set_peers(struct kvd_config *cfg, const char *val, char *err,
 					 "address (%s and %s name one host and "
 					 "port); every member needs its own",
 					 (unsigned long long)m[i].id,
-					 (unsigned long long)m[n].id,
-					 m[i].addr, m[n].addr);
+					 (unsigned long long)m[n].id, m[i].addr,
+					 m[n].addr);
 				return -1;
 			}
 		}
