@@ -26,6 +26,23 @@ kvd_says() {
 	fi
 }
 
+# kvd_never_says RC TEXT ARGS...: kvd ARGS exits with RC and its output
+# does not contain TEXT.
+kvd_never_says() {
+	local want=$1 text=$2 out rc
+	shift 2
+	out=$(timeout 10 "$KVD" "$@" 2>&1)
+	rc=$?
+	if [ "$rc" != "$want" ]; then
+		echo "  exit $rc, want $want: $out"
+		return 1
+	fi
+	if grep -qF -- "$text" <<<"$out"; then
+		echo "  '$text' in: $out"
+		return 1
+	fi
+}
+
 # node_args K: the flags node K starts with (as start_node gives them).
 node_args() {
 	echo --id "$1" --data-dir "$IT_TMP/node$1" \
@@ -193,9 +210,9 @@ check "a damaged cluster file is refused with safe advice (exit 1)" \
 	--id 3 --data-dir "$IT_TMP/copy3" --client-addr "$(client_addr 3)" \
 	--peers "$IT_PEERS"
 check "... which does not suggest starting with an empty one" \
-	bash -c "! timeout 10 '$KVD' --id 3 --data-dir '$IT_TMP/copy3' \
-		--client-addr $(client_addr 3) --peers $IT_PEERS 2>&1 |
-		grep -q 'start with an empty'"
+	kvd_never_says 1 "start with an empty" \
+	--id 3 --data-dir "$IT_TMP/copy3" --client-addr "$(client_addr 3)" \
+	--peers "$IT_PEERS"
 check "another member's cluster file with its self= line set is this one's" \
 	bash -c "sed 's/^self=2\$/self=3/' '$IT_TMP/node2/cluster' |
 		cmp -s - '$IT_TMP/node3/cluster'"
@@ -212,9 +229,9 @@ check "... advising to restore an edited cluster file, never an empty data direc
 	--id 3 --data-dir "$IT_TMP/node3" --client-addr "$(client_addr 3)" \
 	--peers "$other_peers"
 check "... and never to form a new cluster on an empty one" \
-	bash -c "! timeout 10 '$KVD' --id 3 --data-dir '$IT_TMP/node3' \
-		--client-addr $(client_addr 3) --peers $other_peers 2>&1 |
-		grep -q 'form a new cluster'"
+	kvd_never_says 2 "form a new cluster" \
+	--id 3 --data-dir "$IT_TMP/node3" --client-addr "$(client_addr 3)" \
+	--peers "$other_peers"
 
 # A member line of the cluster file edited so that it still parses: the
 # stored cluster id is no longer that of the stored members, so the file
